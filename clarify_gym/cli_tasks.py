@@ -1,0 +1,112 @@
+"""List tasks (``clarify-gym tasks list``) or show one (``clarify-gym tasks show ID [--masked]``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+
+from clarify_gym.masking import mask
+from clarify_gym.tasks import load_tasks
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``clarify-gym tasks``."""
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, help_text in (("list", "one line per task"), ("show", "one task in full")):
+        sub = actions.add_parser(name, help=help_text)
+        if name == "show":
+            sub.add_argument("task_id", help="the task id (see `clarify-gym tasks list`)")
+            sub.add_argument(
+                "--masked",
+                action="store_true",
+                help="show the numbered sentences, which are hidden, and the checklist",
+            )
+        sub.add_argument(
+            "--tasks",
+            default="sample",
+            help="task source: 'sample', 'hf:cmalaviya/dolomites', or a DOLOMITES .jsonl/.zip path",
+        )
+        sub.add_argument("--split", default=None, help="keep one split (train/test, dev/test)")
+        sub.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``clarify-gym tasks``."""
+    tasks = load_tasks(args.tasks, split=args.split)
+    if args.action == "list":
+        rows = []
+        for task in tasks:
+            masked = mask(task)
+            rows.append(
+                {
+                    "id": task.id,
+                    "split": task.split,
+                    "field": task.field,
+                    "sentences": len(masked.sentences),
+                    "hidden": len(masked.hidden_ids),
+                    "checklist": len(masked.checklist),
+                    "objective": task.objective,
+                }
+            )
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        print(f"{'id':<28} {'split':<6} {'field':<24} {'sent':>4} {'|H|':>4} {'chk':>4}  objective")
+        for r in rows:
+            objective = r["objective"] if len(r["objective"]) <= 70 else r["objective"][:67] + "..."
+            print(
+                f"{r['id']:<28} {r['split']!s:<6} {r['field'][:24]:<24} {r['sentences']:>4} "
+                f"{r['hidden']:>4} {r['checklist']:>4}  {objective}"
+            )
+        splits = Counter(str(r["split"]) for r in rows)
+        print(
+            f"\n{len(rows)} tasks in {len({r['field'] for r in rows})} fields; "
+            + ", ".join(f"{k}: {v}" for k, v in sorted(splits.items()))
+        )
+        return 0
+    by_id = {t.id: t for t in tasks}
+    if args.task_id not in by_id:
+        close = [i for i in by_id if args.task_id.lower() in i.lower()][:5]
+        hint = f" Did you mean {', '.join(close)}?" if close else " See `clarify-gym tasks list`."
+        raise SystemExit(f"clarify-gym tasks show: no task {args.task_id!r} in {args.tasks}.{hint}")
+    task = by_id[args.task_id]
+    masked = mask(task)
+    if args.json:
+        payload = {
+            "id": task.id,
+            "field": task.field,
+            "split": task.split,
+            "visible_text": masked.visible_text,
+            "sentences": [
+                {
+                    "id": s.id,
+                    "field": s.field,
+                    "section": s.section,
+                    "hidden": s.hidden,
+                    "text": s.text,
+                }
+                for s in masked.sentences
+            ],
+            "checklist": [item.text for item in masked.checklist],
+        }
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        return 0
+    print(
+        f"# {task.id} ({task.field}, split {task.split}){' - ' + task.name if task.name else ''}\n"
+    )
+    if not args.masked:
+        print(masked.visible_text)
+        print(f"\n({len(masked.hidden_ids)} hidden sentences; add --masked to see them)")
+        return 0
+    print("## What the assistant sees\n")
+    print(masked.visible_text)
+    print("\n## Numbered sentences (H = hidden)\n")
+    for s in masked.sentences:
+        print(f"{'H' if s.hidden else ' '} [{s.id:>3}] {s.field:<13} {s.text}")
+    print("\n## Checklist\n")
+    for item in masked.checklist:
+        print(f"- [{item.id}] ({item.field}) {item.text}")
+    return 0

@@ -1,0 +1,63 @@
+"""Shared fixtures: DOLOMITES-format rows and files built in every published layout."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def dolomites_row(
+    example_id: str = "ex-1", *, output: str | None = "Reference output."
+) -> dict[str, Any]:
+    """One row of dolomites_examples.*.jsonl (nested layout), with an extra key."""
+    return {
+        "example_id": example_id,
+        "task": {
+            "task_id": "task-7",
+            "field": "Law",
+            "title": "Case brief",
+            "task_objective": "Write a case brief for a junior associate.",
+            "task_procedure": "Read the judgment twice. Identify the ratio decidendi. Note any dissent.",
+            "task_input": "* Judgment: the full text of the decision\n* Court: which court decided",
+            "task_output": "* Facts: Two paragraphs.\n* Holding: One sentence.\n* Reasoning: A numbered list.\n* Dissent: One paragraph, if any.",
+            "task_notes": "Cite paragraph numbers. Keep it under 800 words.",
+            "extra_key_we_do_not_use": [1, 2, 3],
+        },
+        "example_input": "**Input Sections**\n\n**Judgment:** The court held that the clause was void.\n\n**Court:** Court of Appeal, 12 March 2021.",
+        "example_output": output,
+    }
+
+
+def flat_task_row(task_id: str = "task-9") -> dict[str, Any]:
+    """One row of dolomites_tasks_anon.jsonl: the template only, keys at the top level."""
+    row = dolomites_row()["task"]
+    return {**row, "task_id": task_id, "field": "Biology"}
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def dolomites_files(tmp_path: Path) -> dict[str, Path]:
+    """The real file layouts: dev examples, test examples (no reference), HF mirror, tasks, zip."""
+    dev = write_jsonl(
+        tmp_path / "dolomites_examples.dev.public.jsonl", [dolomites_row("d1"), dolomites_row("d2")]
+    )
+    test = write_jsonl(
+        tmp_path / "dolomites_examples.test.noreference.jsonl", [dolomites_row("t1", output=None)]
+    )
+    hf = write_jsonl(tmp_path / "dolomites.dev.hf.jsonl", [dolomites_row("h1")])
+    tasks = write_jsonl(
+        tmp_path / "dolomites_tasks_anon.jsonl", [flat_task_row("a"), flat_task_row("b")]
+    )
+    archive = tmp_path / "dolomites_examples.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(dev, "dolomites_examples/dolomites_examples.dev.public.jsonl")
+        zf.write(test, "dolomites_examples/dolomites_examples.test.noreference.jsonl")
+    return {"dev": dev, "test": test, "hf": hf, "tasks": tasks, "zip": archive}
