@@ -32,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_POLICY",
+    "ENV_IDS",
     "ChecklistItem",
     "ClarifyGymError",
     "DatasetUnavailableError",
@@ -46,4 +47,5 @@ __all__ = [
     "__version__",
     "load_tasks",
     "mask",
+    "register_envs",
 ]

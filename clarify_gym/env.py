@@ -1,0 +1,425 @@
+"""ProactiveGather: ask the person questions before writing, rewarded for new hidden information."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from clarify_gym.dialogue import (
+    EpisodeState,
+    Turn,
+    build_charset,
+    format_conversation,
+    format_observation,
+    sanitize,
+)
+from clarify_gym.errors import EpisodeEndedError
+from clarify_gym.masking import DEFAULT_POLICY, FIELDS, MaskedTask, MaskPolicy, mask
+from clarify_gym.rewards import (
+    RewardWeights,
+    combine,
+    new_information,
+    paper_binary,
+    question_cost,
+    resolve_reward,
+)
+from clarify_gym.tasks import Task, load_tasks
+from clarify_gym.users import Answer, SimulatedUser, make_user
+from clarify_gym.writing import Judge, Writer, make_judge, make_writer
+
+__all__ = ["STOP", "ProactiveGatherEnv", "is_stop"]
+
+STOP = "STOP"
+_WORDLIKE = re.compile(r"[^\W_]")  # a letter or digit, in any script
+_STOP_STRIP = " \t\n[]<>().!\"'`*"
+_INVALID_ANSWERS = {
+    "empty": "(That message was empty. Ask one question, or reply STOP.)",
+    "too_long": "(That message is too long to be one question. Ask one short question, or reply STOP.)",
+    "no_words": "(That message has no words in it. Ask one question, or reply STOP.)",
+}
+
+
+def is_stop(action: str) -> bool:
+    """Whether an action means STOP: ``STOP`` in any case, optionally wrapped in brackets,
+    quotes, backticks, asterisks or followed by ``.`` / ``!``.
+
+    >>> [is_stop(a) for a in ["STOP", " stop. ", "[STOP]", "<stop>", "**Stop**", "stop asking?"]]
+    [True, True, True, True, True, False]
+    """
+    return len(action) <= 32 and action.strip(_STOP_STRIP).upper() == STOP
+
+
+class ProactiveGatherEnv(gym.Env[str, str]):
+    """Gather the information a person left out of a writing task, by asking them questions.
+
+    ## Description
+    Each episode is one DOLOMITES task (Malaviya et al. 2024), masked as in Huang et al. (2025,
+    arXiv 2507.21389): the assistant sees the task objective, the input sections and the
+    concrete input; the person also knows the task procedure, the output sections and the notes
+    (the hidden set H, as numbered sentences). The assistant asks up to ``max_questions``
+    questions, one per step; a simulated user answers each from the task document and cites the
+    sentences the answer draws on. When the assistant says STOP, or the budget is spent, a
+    fixed writer drafts an outline from the visible task and the user's answers, and a judge
+    scores it against the task's checklist (one item per output-section bullet and per notes
+    sentence).
+
+    ## Action Space
+    ``Text(max_length=question_max_chars)``: one question. ``STOP`` in any case, optionally
+    wrapped in ``[]``, ``<>``, ``()``, quotes, backticks or ``**`` and followed by ``.``/``!``,
+    ends the episode (see :func:`is_stop`). A non-string raises ``TypeError``. An empty,
+    whitespace-only or word-less question, or one longer than ``question_max_chars``, is a
+    wasted turn: it uses one question of the budget, earns no information reward, and
+    ``info["invalid"]`` says why (``"empty"``, ``"no_words"``, ``"too_long"``). Characters
+    outside the charset are shown as ``?`` in the observation.
+
+    ## Observation Space
+    ``Text`` with an explicit charset (printable ASCII, newline, common typography, and every
+    character of the loaded tasks) and a ``max_length`` computed from the tasks and budgets.
+    The observation is the visible task and the dialogue so far::
+
+        ## Task
+        <objective, input sections, concrete input>
+
+        ## Conversation
+        Assistant: <question>
+        User: <answer>
+
+        ## Status
+        Questions asked: 1 of 5. Ask one question, or reply STOP to start writing.
+
+    ## Rewards
+    With A(q) the ids the user cites for question q, H the hidden ids and E the ids elicited
+    before this question, the step reward is ``sum(weight * term)`` over:
+
+    - ``new_info`` = |(A(q) ∩ H) \\ E| / |H| (or weighted by ``sentence_weights``); weight 1 in
+      ``reward="new_info"`` (default). An episode's return is its hidden coverage in [0, 1];
+      repeating a question earns 0.
+    - ``paper_binary`` = 1 if A(q) ∩ H ≠ ∅ else 0, the paper's reward; weight 1 (and new_info
+      0) in ``reward="paper"``.
+    - ``question_cost`` = ``-question_cost`` for every question, valid or not (0 by default).
+    - ``checklist`` = the judge's checklist score, on the last step, with weight
+      ``checklist_weight`` (0 by default).
+
+    Every term is reported in ``info["reward_terms"]`` whatever its weight.
+
+    ## Starting State
+    ``reset(seed=..., options={"task_id": ...})`` picks the named task, or one uniformly with
+    the env's RNG. ``options={"task_index": i}`` picks by position.
+
+    ## Episode End
+    - Terminated: the action is STOP (the STOP step adds only the checklist term).
+    - Truncated: the question budget is spent (the last question's step adds the checklist
+      term). Either way ``info`` then carries ``outline``, ``checklist_met`` and the episode
+      metrics ``env/new_info``, ``env/hidden_coverage``, ``env/paper_reward``,
+      ``env/questions``, ``env/redundant_rate`` and ``eval/checklist_score``.
+    - ``step`` after the end raises :class:`~clarify_gym.errors.EpisodeEndedError`: call
+      ``reset()``.
+
+    ## Info
+    Every step: ``task_id``, ``field``, ``num_hidden`` (|H|), ``questions_asked``,
+    ``questions_left``, ``dialogue`` (chat messages), ``elicited`` (hidden ids so far). After a
+    question also ``answer``, ``cited_ids``, ``new_hidden_ids``, ``reward_terms``, ``invalid``
+    (None or the reason) and ``user_error`` (None, or why the user could not answer).
+
+    ## Arguments
+    - ``tasks``: anything :func:`~clarify_gym.tasks.load_tasks` takes, or a list of tasks
+      (default ``"sample"``); ``split``: keep one split.
+    - ``user``: ``"lexical"`` (offline BM25 retrieval user, default), ``"embedding"``, or any
+      :class:`~clarify_gym.users.SimulatedUser`.
+    - ``reward``: ``"new_info"`` (default), ``"paper"`` or a
+      :class:`~clarify_gym.rewards.RewardWeights`; ``question_cost``, ``checklist_weight``,
+      ``sentence_weights`` (field name -> importance for ``new_info``).
+    - ``max_questions`` (5), ``answer_max_sentences`` (k = 3: the most sentences one answer
+      cites), ``question_max_chars`` (500), ``answer_max_chars`` (2000).
+    - ``mask_policy``: which fields are hidden (the paper's split by default).
+    - ``writer`` (``"template"``), ``judge`` (``"lexical"``): or Writer/Judge instances.
+    - ``render_mode``: ``"ansi"`` (``render()`` returns the transcript) or ``"human"`` (prints).
+
+    ## Version History
+    - v0: initial version (offline retrieval user, new-information reward, 5 questions, k = 3).
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}  # noqa: RUF012
+
+    def __init__(
+        self,
+        tasks: str | Sequence[Task] = "sample",
+        split: str | None = None,
+        user: SimulatedUser | str = "lexical",
+        reward: str | RewardWeights = "new_info",
+        max_questions: int = 5,
+        answer_max_sentences: int = 3,
+        question_max_chars: int = 500,
+        answer_max_chars: int = 2000,
+        question_cost: float = 0.0,
+        checklist_weight: float | None = None,
+        sentence_weights: Mapping[str, float] | None = None,
+        mask_policy: MaskPolicy = DEFAULT_POLICY,
+        writer: Writer | str = "template",
+        judge: Judge | str = "lexical",
+        render_mode: str | None = None,
+    ) -> None:
+        if max_questions < 1:
+            raise ValueError(f"max_questions must be >= 1, got {max_questions}")
+        if question_max_chars < 8 or answer_max_chars < 64:
+            raise ValueError("question_max_chars must be >= 8 and answer_max_chars >= 64")
+        if question_cost < 0:
+            raise ValueError(f"question_cost is a cost and must be >= 0, got {question_cost}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
+            )
+        unknown = set(sentence_weights or {}) - set(FIELDS)
+        if unknown:
+            raise ValueError(
+                f"sentence_weights has unknown field(s) {sorted(unknown)}; fields are {FIELDS}"
+            )
+        self._tasks = load_tasks(tasks, split=split)
+        self._by_id = {t.id: i for i, t in enumerate(self._tasks)}
+        self.mask_policy = mask_policy
+        self.max_questions = max_questions
+        self.answer_max_sentences = answer_max_sentences
+        self.question_max_chars = question_max_chars
+        self.answer_max_chars = answer_max_chars
+        self.question_cost = question_cost
+        weights = resolve_reward(reward)
+        if checklist_weight is not None:
+            weights = dataclasses.replace(weights, checklist=checklist_weight)
+        self.reward_weights = weights
+        self.sentence_weights = dict(sentence_weights) if sentence_weights else None
+        self.user = make_user(user, k=answer_max_sentences)
+        self.writer = make_writer(writer)
+        self.judge = make_judge(judge)
+        self.render_mode = render_mode
+        self._masked: dict[int, MaskedTask] = {}
+
+        texts = [
+            f"{t.objective}{t.input_spec}{t.example_input}{t.procedure}{t.output_spec}{t.notes}"
+            for t in self._tasks
+        ]
+        self.charset = build_charset(texts)
+        longest_visible = max(len(self._mask(i).visible_text) for i in range(len(self._tasks)))
+        per_turn = len("Assistant: \nUser: \n") + question_max_chars + answer_max_chars
+        obs_max = longest_visible + max_questions * per_turn + 512
+        self.action_space = spaces.Text(
+            max_length=question_max_chars, min_length=1, charset=self.charset
+        )
+        self.observation_space = spaces.Text(max_length=obs_max, min_length=1, charset=self.charset)
+
+        self._state: EpisodeState | None = None
+        self._conversation = ""
+        self._weights_by_id: dict[int, float] | None = None
+        self._paper_total = 0.0
+        self._done = False
+        self._last_info: dict[str, Any] = {}
+
+    # ---- helpers -----------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> list[Task]:
+        """The tasks this env samples from."""
+        return self._tasks
+
+    @property
+    def state(self) -> EpisodeState | None:
+        """The current episode's state (None before the first reset)."""
+        return self._state
+
+    def _mask(self, index: int) -> MaskedTask:
+        found = self._masked.get(index)
+        if found is None:
+            found = self._masked[index] = mask(self._tasks[index], self.mask_policy)
+        return found
+
+    def _observation(self) -> str:
+        assert self._state is not None
+        return format_observation(self._state, conversation=self._conversation or None)
+
+    def _info(self) -> dict[str, Any]:
+        state = self._state
+        assert state is not None
+        return {
+            "task_id": state.task.task.id,
+            "field": state.task.task.field,
+            "num_hidden": len(state.task.hidden_ids),
+            "questions_asked": state.questions_asked,
+            "questions_left": state.questions_left,
+            "dialogue": state.messages(),
+            "elicited": tuple(sorted(state.elicited)),
+        }
+
+    def _finish(self, info: dict[str, Any]) -> float:
+        """Write and judge the outline; add the episode metrics to ``info``; return the bonus."""
+        state = self._state
+        assert state is not None
+        self._done = True
+        outline = self.writer.write(state.task, state.turns)
+        verdict = self.judge.judge(state.task, outline)
+        asked = state.questions_asked
+        redundant = sum(1 for t in state.turns if not t.new_hidden_ids)
+        info.update(
+            {
+                "outline": outline,
+                "checklist_met": verdict.met,
+                "judge_error": verdict.error,
+                "env/new_info": len(state.elicited),
+                "env/hidden_coverage": len(state.elicited) / len(state.task.hidden_ids),
+                "env/paper_reward": self._paper_total,
+                "env/questions": asked,
+                "env/redundant_rate": redundant / asked if asked else 0.0,
+                "eval/checklist_score": verdict.score,
+            }
+        )
+        return self.reward_weights.checklist * verdict.score
+
+    # ---- gymnasium API -------------------------------------------------------------------
+
+    def step(self, action: str) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
+        if not isinstance(action, str):
+            raise TypeError(
+                f"action must be a str (a question, or 'STOP'), got {type(action).__name__}: {action!r:.80}"
+            )
+        if self._state is None:
+            raise EpisodeEndedError("call reset() before step(): no episode has started")
+        if self._done:
+            raise EpisodeEndedError(
+                "this episode has ended (STOP or no questions left); call reset() to start a new one"
+            )
+        state = self._state
+
+        if is_stop(action):
+            info = self._info()
+            reward = self._finish(info)
+            info["reward_terms"] = {"checklist": info["eval/checklist_score"]}
+            self._last_info = info
+            return self._observation(), reward, True, False, info
+
+        invalid: str | None = None
+        if len(action) > self.question_max_chars:
+            invalid, question = (
+                "too_long",
+                sanitize(action[: self.question_max_chars], self.charset) + " [...]",
+            )
+        else:
+            question = sanitize(action, self.charset).strip()
+            if not question:
+                invalid = "empty"
+            elif not _WORDLIKE.search(question):
+                invalid = "no_words"
+        question = " ".join(question.split()) or "(empty)"
+
+        answer = (
+            Answer(_INVALID_ANSWERS[invalid], (), "invalid")
+            if invalid
+            else self.user.answer(question, state)
+        )
+        n = len(state.task.sentences)
+        cited = tuple(dict.fromkeys(answer.cited_ids))  # unique, in order
+        if not all(type(i) is int and 0 <= i < n for i in cited):
+            cited = tuple(i for i in cited if type(i) is int and 0 <= i < n)  # drop unknown ids
+        cited = cited[: self.answer_max_sentences]
+        hidden = state.task.hidden_ids
+        new_hidden = tuple(i for i in cited if i in hidden and i not in state.elicited)
+        terms = {
+            "new_info": new_information(cited, hidden, state.elicited, self._weights_by_id),
+            "paper_binary": paper_binary(cited, hidden),
+            "question_cost": question_cost(self.question_cost),
+        }
+        reward = combine(terms, self.reward_weights)
+        self._paper_total += terms["paper_binary"]
+        text = (
+            answer.text
+            if len(answer.text) <= self.answer_max_chars
+            else answer.text[: self.answer_max_chars - 4] + " ..."
+        )
+        text = sanitize(text, self.charset)
+        if "\n" in text or "  " in text or text != text.strip() or not text:
+            text = " ".join(text.split()) or "(no answer)"
+        turn = Turn(question, text, cited, new_hidden, reward, invalid)
+        state.turns.append(turn)
+        state.elicited.update(new_hidden)
+        line = f"Assistant: {question}\nUser: {text}"
+        self._conversation = f"{self._conversation}\n{line}" if self._conversation else line
+
+        info = self._info()
+        info.update(
+            {
+                "answer": text,
+                "cited_ids": cited,
+                "new_hidden_ids": new_hidden,
+                "reward_terms": terms,
+                "invalid": invalid,
+                "user_error": answer.error,
+            }
+        )
+        if answer.usage:
+            info["user_usage"] = answer.usage
+        truncated = state.questions_left <= 0
+        if truncated:
+            bonus = self._finish(info)
+            terms["checklist"] = info["eval/checklist_score"]
+            reward += bonus
+        self._last_info = info
+        if self.render_mode == "human":
+            self.render()
+        return self._observation(), reward, False, truncated, info
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = options or {}
+        if "task_id" in options:
+            if options["task_id"] not in self._by_id:
+                raise ValueError(
+                    f"unknown task_id {options['task_id']!r}; see env.unwrapped.tasks for the ids"
+                )
+            index = self._by_id[options["task_id"]]
+        elif "task_index" in options:
+            index = int(options["task_index"])
+            if not 0 <= index < len(self._tasks):
+                raise ValueError(f"task_index must be in [0, {len(self._tasks)}), got {index}")
+        else:
+            index = int(self.np_random.integers(len(self._tasks)))
+        masked = self._mask(index)
+        self._state = EpisodeState(task=masked, max_questions=self.max_questions)
+        self._conversation = ""
+        self._paper_total = 0.0
+        self._done = False
+        if self.sentence_weights:
+            self._weights_by_id = {
+                s.id: self.sentence_weights.get(s.field, 1.0) for s in masked.sentences if s.hidden
+            }
+        info = self._info()
+        self._last_info = info
+        if self.render_mode == "human":
+            self.render()
+        return self._observation(), info
+
+    def render(self) -> str | None:
+        if self._state is None:
+            return None
+        lines = [self._observation()]
+        state = self._state
+        lines.append(
+            f"\n[{state.task.task.id}] elicited {len(state.elicited)}/{len(state.task.hidden_ids)} hidden sentences; "
+            f"rewards {[round(t.reward, 3) for t in state.turns]}"
+        )
+        if self._done and "outline" in self._last_info:
+            lines.append(
+                f"\n## Outline (checklist score {self._last_info['eval/checklist_score']:.2f})\n{self._last_info['outline']}"
+            )
+        text = "\n".join(lines)
+        if self.render_mode == "human":
+            print(text + "\n" + "-" * 80)
+            return None
+        return text
+
+    def transcript(self) -> str:
+        """The conversation so far as ``Assistant:``/``User:`` lines."""
+        return format_conversation(self._state.turns) if self._state else ""

@@ -1,0 +1,31 @@
+"""Gymnasium registration of every ProactiveGather id (runs on ``import clarify_gym``).
+
+``gym.make("clarify_gym:ProactiveGather-v0")`` imports this package first, so no explicit import
+is needed. Any change to reward or dynamics bumps the version suffix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gymnasium.envs.registration import register, registry
+
+__all__ = ["ENV_IDS", "register_envs"]
+
+_ENTRY = "clarify_gym.env:ProactiveGatherEnv"
+
+#: id -> (entry point, kwargs, nondeterministic)
+ENV_SPECS: dict[str, tuple[str, dict[str, Any], bool]] = {
+    "ProactiveGather-v0": (_ENTRY, {}, False),
+    "ProactiveGatherPaper-v0": (_ENTRY, {"reward": "paper"}, False),
+}
+ENV_IDS: tuple[str, ...] = tuple(ENV_SPECS)
+
+
+def register_envs() -> None:
+    """Register every id in :data:`ENV_SPECS` that is not registered yet."""
+    for env_id, (entry_point, kwargs, nondeterministic) in ENV_SPECS.items():
+        if env_id not in registry:
+            register(
+                id=env_id, entry_point=entry_point, kwargs=kwargs, nondeterministic=nondeterministic
+            )

@@ -1,0 +1,30 @@
+"""Small helpers shared by the tests (not fixtures)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+import clarify_gym  # noqa: F401  (registers the ids)
+
+
+def good_question(env: gym.Env, index: int = 0) -> str:
+    """A question built from the words of the index-th hidden sentence of the current task."""
+    task = env.unwrapped.state.task
+    sentence = task.hidden_sentences[index]
+    return f"Could you tell me about this: {sentence.text.rstrip('.')}?"
+
+
+def rollout(
+    env: gym.Env, seed: int, actions: list[str], options: dict[str, Any] | None = None
+) -> list[tuple]:
+    """Reset with ``seed`` and play ``actions`` (stopping at the end of the episode)."""
+    obs, info = env.reset(seed=seed, options=options)
+    out: list[tuple] = [(obs, info)]
+    for action in actions:
+        obs, reward, terminated, truncated, info = env.step(action)
+        out.append((obs, reward, terminated, truncated, info))
+        if terminated or truncated:
+            break
+    return out
