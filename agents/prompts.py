@@ -1,0 +1,98 @@
+"""One prompt format for every LLM questioner (API chat models, local models, the PPO policy).
+
+:func:`observation_to_messages` turns the env's observation (see :mod:`clarify_gym.dialogue`)
+into chat messages: the system prompt, the task as the first user message, then the dialogue as
+alternating assistant questions and user answers. A policy trained with PPO therefore sees, at
+benchmark time, exactly the chat it was trained on. :func:`parse_reply` turns what a model
+really emits into one question or ``STOP``.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["SYSTEM_PROMPT", "observation_to_messages", "parse_reply", "task_message"]
+
+SYSTEM_PROMPT = (
+    "You are an assistant about to write a document for a person. Their request leaves out much "
+    "of what they know: how experts do this task, which sections the document must have, and "
+    "their constraints. Before writing, ask the person questions to find out what they know "
+    "but did not say. Ask exactly one short, specific question per turn, about something that "
+    "is not already in the request. Do not repeat a question. When you know enough, or no "
+    "questions are left, reply with the single word STOP. Reply with the question only."
+)
+
+_CONVERSATION = "\n\n## Conversation\n"
+_STATUS = "\n\n## Status\n"
+
+
+def task_message(visible_task: str, max_questions: int | None = None) -> str:
+    """The first user message: the request as the person typed it, plus the budget."""
+    budget = f" You may ask at most {max_questions} questions." if max_questions else ""
+    return f"{visible_task}\n\nAsk me your first question, or reply STOP.{budget}"
+
+
+def observation_to_messages(
+    observation: str, *, system_prompt: str = SYSTEM_PROMPT
+) -> list[dict[str, str]]:
+    """Chat messages for an env observation.
+
+    >>> obs = ("## Task\\nWrite a memo.\\n\\n## Conversation\\nAssistant: Who reads it?\\n"
+    ...        "User: The partner.\\n\\n## Status\\nQuestions asked: 1 of 5. Ask one question, or reply STOP.")
+    >>> [m["role"] for m in observation_to_messages(obs)]
+    ['system', 'user', 'assistant', 'user']
+    >>> observation_to_messages(obs)[-1]["content"]
+    'The partner.'
+    """
+    head, _, rest = observation.partition(_CONVERSATION)
+    conversation, _, status = rest.partition(_STATUS)
+    visible = head.removeprefix("## Task\n")
+    match = re.search(r"of (\d+)\.", status)
+    messages = [
+        {"role": "system", "content": system_prompt},
+        {"role": "user", "content": task_message(visible, int(match.group(1)) if match else None)},
+    ]
+    for line in conversation.split("\n"):
+        if line.startswith("Assistant: "):
+            messages.append({"role": "assistant", "content": line[len("Assistant: ") :]})
+        elif line.startswith("User: "):
+            messages.append({"role": "user", "content": line[len("User: ") :]})
+    return messages
+
+
+_THINK = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|$)", re.DOTALL | re.IGNORECASE)
+_PREFIX = re.compile(
+    r"^\s*(?:[-*#>\d.)\s]*)?(?:\*\*)?(?:question|q|assistant|clarifying question)\s*\d*\s*(?:\*\*)?\s*[:.)-]\s*(?:\*\*)?",
+    re.IGNORECASE,
+)
+_STOP_WORD = re.compile(r"^\W*stop\W*$", re.IGNORECASE)
+
+
+def parse_reply(text: str, *, max_chars: int = 500) -> str:
+    """One question (or ``"STOP"``) from a raw model reply.
+
+    Drops thinking blocks, quotes, markdown and prefixes like ``Question:``; keeps the first
+    question when the reply asks several; an empty reply or a bare "stop" gives ``STOP``.
+
+    >>> parse_reply("<think>They want sections.</think>Question 1: Which sections do you need? Also, who reads it?")
+    'Which sections do you need?'
+    >>> parse_reply("  **STOP**  "), parse_reply(""), parse_reply("I have enough information now. STOP")
+    ('STOP', 'STOP', 'STOP')
+    >>> parse_reply('"What tone should I use?"')
+    'What tone should I use?'
+    """
+    text = _THINK.sub(" ", text or "").strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines or _STOP_WORD.match(text) or re.search(r"\bSTOP\W*$", text):
+        return "STOP"
+    candidate = next((line for line in lines if "?" in line), lines[0])
+    candidate = _PREFIX.sub("", candidate).strip().strip("\"'`*").strip()
+    if "?" in candidate:
+        candidate = candidate[: candidate.index("?") + 1]
+        # keep only the last sentence before the question mark ("Thanks. Which tone?" -> "Which tone?")
+        sentences = re.split(r"(?<=[.!])\s+(?=[A-Z])", candidate)
+        candidate = sentences[-1]
+    candidate = candidate.strip().strip("\"'`*").strip()
+    if not candidate or _STOP_WORD.match(candidate):
+        return "STOP"
+    return candidate[:max_chars]
