@@ -13,11 +13,15 @@ from gymnasium.envs.registration import register, registry
 __all__ = ["ENV_IDS", "register_envs"]
 
 _ENTRY = "clarify_gym.env:ProactiveGatherEnv"
+#: Discrete bank actions and Box features (stable-baselines3 and other classic RL libraries).
+_BANK_ENTRY = "clarify_gym.wrappers:make_bank_env"
 
 #: id -> (entry point, kwargs, nondeterministic)
 ENV_SPECS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "ProactiveGather-v0": (_ENTRY, {}, False),
     "ProactiveGatherPaper-v0": (_ENTRY, {"reward": "paper"}, False),
+    "ProactiveGatherBank-v0": (_BANK_ENTRY, {}, False),
+    "ProactiveGatherBankPaper-v0": (_BANK_ENTRY, {"reward": "paper"}, False),
 }
 ENV_IDS: tuple[str, ...] = tuple(ENV_SPECS)
 
