@@ -1,0 +1,691 @@
+"""One client for every LLM part of clarify-gym: any OpenAI-compatible chat endpoint.
+
+The LLM user oracle, writer, checklist judge and the chat agent all talk through
+:class:`LLMClient`, over the ``openai`` package (``pip install "clarify-gym[llm]"``; imported
+only when a request is made), synchronously (:meth:`LLMClient.complete`) or with asyncio
+(:meth:`LLMClient.acomplete`). The same code reaches OpenAI, a vLLM server, Ollama or anything
+else that speaks ``/v1/chat/completions``.
+
+Configuration (:class:`LLMConfig`; an argument wins over an environment variable, which wins
+over the default). ``ROLE`` is ``USER``, ``WRITER``, ``JUDGE`` or ``AGENT``:
+
+======================================  ==========================================================
+``CLARIFY_GYM_<ROLE>_BASE_URL``         endpoint for one role, then ``CLARIFY_GYM_LLM_BASE_URL``,
+                                        then ``OPENAI_BASE_URL``, then ``https://api.openai.com/v1``
+``CLARIFY_GYM_<ROLE>_API_KEY``          key for one role, then ``CLARIFY_GYM_LLM_API_KEY``, then
+                                        ``OPENAI_API_KEY``; local endpoints need none
+``CLARIFY_GYM_<ROLE>_MODEL``            model for one role, then ``CLARIFY_GYM_LLM_MODEL``; unset:
+                                        ``gpt-4o`` on OpenAI (the paper's), else the one model the
+                                        endpoint lists at ``/v1/models``
+``CLARIFY_GYM_LLM_TIMEOUT``             seconds per request (60)
+``CLARIFY_GYM_LLM_MAX_RETRIES``         retries after the first attempt (4)
+``CLARIFY_GYM_LLM_CONCURRENCY``         requests in flight per endpoint and process (32)
+``CLARIFY_GYM_LLM_CACHE``               reply cache folder, or ``off`` (see :mod:`.llm_cache`)
+======================================  ==========================================================
+
+Failures: 429 (honouring ``Retry-After`` / ``retry-after-ms``), 408, 409, 5xx, timeouts,
+dropped connections and unreadable bodies are retried at most ``max_retries`` times with
+exponential backoff and jitter (:func:`backoff_delay`); then, or at once for other errors
+(401, 404, 400 ...), :class:`~clarify_gym.errors.LLMError` says what failed and what to check.
+:meth:`LLMClient.complete_json` parses and validates a JSON reply, asks once for a repair when
+it is malformed, and raises :class:`~clarify_gym.errors.LLMReplyError` if the repair fails too.
+
+Every reply goes to the on-disk cache (model + messages + sampling parameters -> reply), so a
+run replays exactly and costs nothing the second time. Token usage is counted per call
+(:attr:`Completion.usage`) and in total (:attr:`LLMClient.usage`). The API key is never logged,
+cached, pickled, put in ``repr`` or in an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+import weakref
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from clarify_gym.errors import LLMError, LLMReplyError, require
+from clarify_gym.llm_cache import ResponseCache, llm_cache_dir, request_key
+
+__all__ = [
+    "ROLES",
+    "Completion",
+    "JSONReply",
+    "LLMClient",
+    "LLMConfig",
+    "Usage",
+    "backoff_delay",
+    "parse_json_reply",
+    "redact",
+]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ROLES = ("user", "writer", "judge", "agent")
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+#: The model of the paper's user oracle, writer and judge; the default on OpenAI.
+PAPER_MODEL = "gpt-4o"
+#: Sent to endpoints that need no key (vLLM, Ollama), which still expect the header.
+NO_KEY = "not-needed"
+REPAIR_PROMPT = (
+    "Your reply could not be used: {problem}. Reply again with only the JSON object asked for, "
+    "no other text."
+)
+_RETRY_STATUS = frozenset({408, 409, 429})
+_KEYLIKE = re.compile(r"\b(?:sk|key|api)[-_][A-Za-z0-9_\-*]{8,}")
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+_THINK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|$)", re.DOTALL | re.IGNORECASE)
+
+
+def redact(text: str, secret: str | None = None) -> str:
+    """``text`` with ``secret`` and anything that looks like an API key replaced by ``***``.
+
+    >>> redact("Incorrect API key provided: sk-proj-abcdef123456. Bye", None)
+    'Incorrect API key provided: ***. Bye'
+    >>> redact("token=hunter2-hunter2", "hunter2-hunter2")
+    'token=***'
+    """
+    if secret and secret != NO_KEY:
+        text = text.replace(secret, "***")
+    return _KEYLIKE.sub("***", text)
+
+
+def backoff_delay(
+    attempt: int, *, base: float, cap: float, retry_after: float | None = None, rand: float = 1.0
+) -> float:
+    """Seconds to wait before retry ``attempt + 1`` (``attempt`` counts from 0).
+
+    Without ``Retry-After``: exponential backoff with "equal jitter", ``d/2 + rand * d/2`` for
+    ``d = min(cap, base * 2**attempt)``. With it: the server's delay (at most ``cap``), plus up
+    to 10 % jitter so that clients told the same delay do not all come back at once.
+
+    >>> [backoff_delay(a, base=0.5, cap=4.0, rand=1.0) for a in range(5)]
+    [0.5, 1.0, 2.0, 4.0, 4.0]
+    >>> backoff_delay(0, base=0.5, cap=4.0, rand=0.0)
+    0.25
+    >>> backoff_delay(3, base=0.5, cap=30.0, retry_after=2.0, rand=0.0)
+    2.0
+    """
+    if retry_after is not None:
+        return min(cap, max(0.0, retry_after)) * (1.0 + 0.1 * rand)
+    delay = min(cap, base * 2.0**attempt)
+    return delay / 2 + rand * delay / 2
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    try:
+        if headers.get("retry-after-ms"):
+            return float(headers["retry-after-ms"]) / 1000
+        value = headers.get("retry-after")
+        if not value:
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            return parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_json_reply(text: str) -> Any:
+    """The JSON object in a model reply: code fences, thinking blocks and text around the
+    outermost ``{...}`` are dropped. Raises ``ValueError`` when there is none.
+
+    >>> parse_json_reply('Sure!\\n```json\\n{"answer": "Yes", "cited": [3]}\\n```')
+    {'answer': 'Yes', 'cited': [3]}
+    >>> parse_json_reply("<think>hmm {</think>{\\"met\\": [true]}")
+    {'met': [True]}
+    """
+    text = _THINK.sub(" ", text or "")
+    fenced = _FENCE.search(text)
+    if fenced:
+        text = fenced.group(1)
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        raise ValueError("the reply holds no JSON object")
+    try:
+        return json.loads(text[start : end + 1])
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"the reply is not valid JSON ({exc.msg} at character {exc.pos})"
+        ) from None
+
+
+@dataclass
+class Usage:
+    """Tokens and calls, summed over any number of requests."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+    #: Calls answered from the cache (their tokens are counted as when first made).
+    cache_hits: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, other: Usage | Mapping[str, int] | None) -> Usage:
+        """Add ``other`` (a :class:`Usage` or its :meth:`as_dict`) in place; returns self."""
+        if other is None:
+            return self
+        get = other.get if isinstance(other, Mapping) else lambda k, d=0: getattr(other, k, d)
+        self.prompt_tokens += int(get("prompt_tokens", 0))
+        self.completion_tokens += int(get("completion_tokens", 0))
+        self.calls += int(get("calls", 0))
+        self.cache_hits += int(get("cache_hits", 0))
+        return self
+
+    def as_dict(self) -> dict[str, int]:
+        """Plain ints, for ``info`` dicts and results files."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "calls": self.calls,
+            "cache_hits": self.cache_hits,
+        }
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One chat completion."""
+
+    text: str
+    usage: Usage
+    model: str
+    cached: bool = False
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class JSONReply(Generic[T]):
+    """A validated JSON reply, the usage of every call it took, and whether it was repaired."""
+
+    value: T
+    usage: Usage
+    text: str
+    repaired: bool = False
+
+
+def _first_env(env: Mapping[str, str], names: Sequence[str]) -> str | None:
+    for name in names:
+        value = env.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """Where and how to call an OpenAI-compatible chat endpoint (``None``: from the environment,
+    see the module docstring)."""
+
+    #: Model name as the endpoint knows it (``None``: env, then the default).
+    model: str | None = None
+    #: Endpoint URL ending in ``/v1`` (``None``: env, then OpenAI).
+    base_url: str | None = None
+    #: API key (``None``: env; endpoints other than OpenAI get a placeholder).
+    api_key: str | None = field(default=None, repr=False, compare=False)
+    #: Seconds before a request times out (``None``: env, then 60).
+    timeout: float | None = None
+    #: Retries after the first attempt on retryable failures (``None``: env, then 4).
+    max_retries: int | None = None
+    #: First backoff delay in seconds; doubles each retry.
+    backoff_base: float = 0.5
+    #: Longest wait between two attempts, ``Retry-After`` included.
+    backoff_max: float = 20.0
+    #: Requests in flight per endpoint in this process (``None``: env, then 32).
+    max_concurrency: int | None = None
+    #: Sampling temperature.
+    temperature: float = 0.0
+    #: Most tokens per reply (``None``: the endpoint's default).
+    max_tokens: int | None = 1024
+    #: Ask for ``response_format={"type": "json_object"}`` in JSON calls (not every server has it).
+    json_mode: bool = False
+    #: ``True``: the cache folder the environment selects; ``False``/``None``: no cache; or a folder.
+    cache: bool | str | os.PathLike[str] | None = True
+
+    def resolve(
+        self, role: str | None = None, environ: Mapping[str, str] | None = None
+    ) -> LLMConfig:
+        """Every field filled in from the environment (``role`` picks the per-role variables).
+
+        >>> c = LLMConfig(cache=False).resolve("judge", {"OPENAI_BASE_URL": "http://localhost:8000/v1/",
+        ...     "CLARIFY_GYM_JUDGE_MODEL": "Qwen/Qwen2.5-7B-Instruct"})
+        >>> (c.base_url, c.model, c.api_key, c.timeout, c.max_retries, c.max_concurrency)
+        ('http://localhost:8000/v1', 'Qwen/Qwen2.5-7B-Instruct', 'not-needed', 60.0, 4, 32)
+        >>> LLMConfig(cache=False).resolve(None, {"OPENAI_API_KEY": "k"}).model
+        'gpt-4o'
+        """
+        if role is not None and role not in ROLES:
+            raise ValueError(f"unknown LLM role {role!r}; use one of {ROLES}")
+        env = os.environ if environ is None else environ
+
+        def names(key: str) -> list[str]:
+            own = [f"CLARIFY_GYM_{role.upper()}_{key}"] if role else []
+            return [*own, f"CLARIFY_GYM_LLM_{key}"] + ([f"OPENAI_{key}"] if key != "MODEL" else [])
+
+        base_url = (self.base_url or _first_env(env, names("BASE_URL")) or OPENAI_BASE_URL).rstrip(
+            "/"
+        )
+        official = base_url.startswith(OPENAI_BASE_URL)
+        api_key = (
+            self.api_key or _first_env(env, names("API_KEY")) or (None if official else NO_KEY)
+        )
+        model = self.model or _first_env(env, names("MODEL")) or (PAPER_MODEL if official else None)
+        if self.cache is True:
+            cache: Any = llm_cache_dir(env)
+        elif not self.cache:
+            cache = None
+        else:
+            cache = Path(self.cache).expanduser()
+        return dataclasses.replace(
+            self,
+            base_url=base_url,
+            api_key=api_key,
+            model=model,
+            timeout=float(self.timeout or env.get("CLARIFY_GYM_LLM_TIMEOUT") or 60.0),
+            max_retries=int(
+                self.max_retries
+                if self.max_retries is not None
+                else env.get("CLARIFY_GYM_LLM_MAX_RETRIES") or 4
+            ),
+            max_concurrency=int(
+                self.max_concurrency or env.get("CLARIFY_GYM_LLM_CONCURRENCY") or 32
+            ),
+            cache=cache,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The settings worth recording in a run's metadata (never the key)."""
+        out = dataclasses.asdict(self)
+        out.pop("api_key")
+        out["cache"] = str(self.cache) if self.cache not in (None, False, True) else self.cache
+        return out
+
+
+# ---- process-wide connection pools and concurrency limits -------------------------------------
+_POOL_LOCK = threading.Lock()
+_SYNC_POOL: dict[tuple[Any, ...], Any] = {}
+_SYNC_LIMITS: dict[tuple[Any, ...], threading.BoundedSemaphore] = {}
+_ASYNC_POOL: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = (
+    weakref.WeakKeyDictionary()
+)
+_ASYNC_LIMITS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[Any, ...], asyncio.Semaphore]
+] = weakref.WeakKeyDictionary()
+
+
+class LLMClient:
+    """Chat completions with retries, a concurrency limit, JSON validation, a reply cache and
+    usage accounting (see the module docstring). Thread-safe; the async methods work in any
+    event loop. Clients with the same endpoint share one connection pool and one concurrency
+    limit per process (threads and each event loop have their own limit).
+
+    Args:
+        config: An :class:`LLMConfig` (unset fields come from the environment).
+        role: ``"user"``, ``"writer"``, ``"judge"`` or ``"agent"``: picks the per-role
+            environment variables.
+        **overrides: Fields of :class:`LLMConfig` that replace those of ``config``.
+    """
+
+    def __init__(
+        self, config: LLMConfig | None = None, *, role: str | None = None, **overrides: Any
+    ) -> None:
+        given = dataclasses.replace(config or LLMConfig(), **overrides)
+        self._setup(given, role)
+
+    def _setup(self, given: LLMConfig, role: str | None) -> None:
+        self.role = role
+        self._given = given
+        self.config = given.resolve(role)
+        cache = self.config.cache
+        self.cache = ResponseCache(cache) if isinstance(cache, Path) else None
+        self.usage = Usage()
+        self._lock = threading.Lock()
+        self._rng = random.Random()
+        self._model = self.config.model
+
+    def __getstate__(self) -> dict[str, Any]:  # never pickle the key: it is re-read on load
+        return {"given": dataclasses.replace(self._given, api_key=None), "role": self.role}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._setup(state["given"], state["role"])
+
+    def __repr__(self) -> str:
+        return f"LLMClient(role={self.role!r}, model={self._model!r}, base_url={self.config.base_url!r})"
+
+    # ---- plumbing ---------------------------------------------------------------------------
+    def _key(self) -> str:
+        if not self.config.api_key:
+            raise LLMError(
+                f"no API key for {self.config.base_url}: set OPENAI_API_KEY (or "
+                "CLARIFY_GYM_LLM_API_KEY), or point CLARIFY_GYM_LLM_BASE_URL / OPENAI_BASE_URL "
+                "at a local server (vLLM, Ollama) that needs none"
+            )
+        return self.config.api_key
+
+    def _pool_key(self) -> tuple[Any, ...]:
+        digest = hashlib.sha256(self._key().encode()).hexdigest()
+        return (os.getpid(), self.config.base_url, digest, self.config.timeout)
+
+    def _openai(self) -> Any:
+        openai = require("openai", extra="llm", feature="LLM backends")
+        key = self._pool_key()
+        with _POOL_LOCK:
+            if key not in _SYNC_POOL:
+                _SYNC_POOL[key] = openai.OpenAI(  # type: ignore[attr-defined]
+                    api_key=self._key(),
+                    base_url=self.config.base_url,
+                    timeout=self.config.timeout,
+                    max_retries=0,
+                )
+            return _SYNC_POOL[key]
+
+    def _aopenai(self) -> Any:
+        openai = require("openai", extra="llm", feature="LLM backends")
+        loop, key = asyncio.get_running_loop(), self._pool_key()
+        with _POOL_LOCK:
+            pool = _ASYNC_POOL.setdefault(loop, {})
+            if key not in pool:
+                pool[key] = openai.AsyncOpenAI(  # type: ignore[attr-defined]
+                    api_key=self._key(),
+                    base_url=self.config.base_url,
+                    timeout=self.config.timeout,
+                    max_retries=0,
+                )
+            return pool[key]
+
+    def _limit(self) -> threading.BoundedSemaphore:
+        key = (os.getpid(), self.config.base_url, self.config.max_concurrency)
+        with _POOL_LOCK:
+            if key not in _SYNC_LIMITS:
+                _SYNC_LIMITS[key] = threading.BoundedSemaphore(self.config.max_concurrency or 1)
+            return _SYNC_LIMITS[key]
+
+    def _alimit(self) -> asyncio.Semaphore:
+        loop, key = asyncio.get_running_loop(), (self.config.base_url, self.config.max_concurrency)
+        with _POOL_LOCK:
+            limits = _ASYNC_LIMITS.setdefault(loop, {})
+            if key not in limits:
+                limits[key] = asyncio.Semaphore(self.config.max_concurrency or 1)
+            return limits[key]
+
+    def _error(self, message: str) -> LLMError:
+        return LLMError(redact(message, self.config.api_key))
+
+    def _pick_model(self, ids: list[str]) -> str:
+        if len(ids) != 1:
+            raise self._error(
+                f"no model set and {self.config.base_url} serves {len(ids)} models {ids[:20]}: "
+                "set CLARIFY_GYM_LLM_MODEL (or pass model=...)"
+            )
+        logger.info("using %s, the one model %s serves", ids[0], self.config.base_url)
+        return ids[0]
+
+    def model(self) -> str:
+        """The model name (asked of the endpoint's ``/v1/models`` once when not configured)."""
+        if self._model is None:
+            try:
+                page = self._openai().models.list()
+            except Exception as exc:
+                raise self._error(
+                    f"no model set and listing the models of {self.config.base_url} failed "
+                    f"({type(exc).__name__}: {exc}); set CLARIFY_GYM_LLM_MODEL"
+                ) from None
+            self._model = self._pick_model([m.id for m in page.data])
+        return self._model
+
+    async def amodel(self) -> str:
+        """:meth:`model`, with the async client."""
+        if self._model is None:
+            try:
+                page = await self._aopenai().models.list()
+            except Exception as exc:
+                raise self._error(
+                    f"no model set and listing the models of {self.config.base_url} failed "
+                    f"({type(exc).__name__}: {exc}); set CLARIFY_GYM_LLM_MODEL"
+                ) from None
+            self._model = self._pick_model([m.id for m in page.data])
+        return self._model
+
+    def _params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = set(overrides) - {"temperature", "max_tokens", "seed", "stop", "json_mode"}
+        if unknown:
+            raise TypeError(f"unknown sampling parameter(s) {sorted(unknown)}")
+        merged = {
+            "temperature": self.config.temperature,
+            "max_tokens": self.config.max_tokens,
+            "seed": None,
+            "stop": None,
+            **{k: v for k, v in overrides.items() if v is not None or k == "seed"},
+        }
+        if merged.pop("json_mode", False):
+            merged["response_format"] = {"type": "json_object"}
+        return {k: v for k, v in merged.items() if v is not None}
+
+    def _on_failure(self, exc: BaseException, attempt: int, model: str) -> float:
+        """Log a retryable failure and return the delay, or raise :class:`LLMError`."""
+        openai = require("openai", extra="llm", feature="LLM backends")
+        status = getattr(exc, "status_code", None)
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+        if isinstance(exc, openai.APITimeoutError):  # type: ignore[attr-defined]
+            what, retry = f"timed out after {self.config.timeout:g} s", True
+        elif isinstance(exc, openai.APIConnectionError):  # type: ignore[attr-defined]
+            what, retry = f"connection failed ({exc})", True
+        elif isinstance(status, int):
+            what = f"HTTP {status} ({exc})"
+            retry = status in _RETRY_STATUS or status >= 500
+        elif isinstance(exc, (openai.OpenAIError, ValueError)):  # type: ignore[attr-defined]
+            what, retry = f"unreadable response ({type(exc).__name__}: {exc})", True
+        else:
+            raise exc
+        where = f"{self.config.base_url} (model {model})"
+        attempts = attempt + 1
+        if not retry:
+            hint = {
+                401: "check the API key (OPENAI_API_KEY / CLARIFY_GYM_LLM_API_KEY)",
+                403: "the key may not have access to this model",
+                404: "check the base URL (it usually ends in /v1) and the model name",
+            }.get(status or 0, "the request was rejected; it will not succeed on retry")
+            raise self._error(f"LLM request to {where} failed: {what}; {hint}") from None
+        if attempt >= (self.config.max_retries or 0):
+            raise self._error(
+                f"LLM request to {where} failed {attempts} times, last: {what}. Check that the "
+                "endpoint is up, or raise CLARIFY_GYM_LLM_TIMEOUT / CLARIFY_GYM_LLM_MAX_RETRIES"
+            ) from None
+        delay = backoff_delay(
+            attempt,
+            base=self.config.backoff_base,
+            cap=self.config.backoff_max,
+            retry_after=_retry_after(headers) if status == 429 or status == 503 else None,
+            rand=self._rng.random(),
+        )
+        logger.warning(
+            "LLM request to %s: %s; retry %d of %d in %.2f s",
+            where,
+            redact(what, self.config.api_key),
+            attempts,
+            self.config.max_retries,
+            delay,
+        )
+        return delay
+
+    def _lookup(
+        self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]
+    ) -> tuple[str | None, Completion | None]:
+        if self.cache is None:
+            return None, None
+        key = request_key(model, messages, params)
+        record = self.cache.get(key)
+        if record is None:
+            return key, None
+        usage = Usage(**record.get("usage", {}), calls=1, cache_hits=1)
+        completion = Completion(
+            record["text"], usage, record.get("model", model), True, record.get("finish_reason")
+        )
+        return key, self._count(completion)
+
+    def _count(self, completion: Completion) -> Completion:
+        with self._lock:
+            self.usage.add(completion.usage)
+        return completion
+
+    def _finish(
+        self,
+        key: str | None,
+        model: str,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        response: Any,
+    ) -> Completion:
+        choice = response.choices[0] if getattr(response, "choices", None) else None
+        text = (choice.message.content if choice is not None else None) or ""
+        finish = getattr(choice, "finish_reason", None)
+        used = getattr(response, "usage", None)
+        prompt = int(getattr(used, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(used, "completion_tokens", 0) or 0)
+        if finish == "length":
+            logger.warning(
+                "LLM reply from %s cut at max_tokens=%s", model, params.get("max_tokens")
+            )
+        if key is not None and self.cache is not None:
+            self.cache.put(
+                key,
+                {
+                    "model": model,
+                    "request": {"messages": messages, "params": params},
+                    "text": text,
+                    "finish_reason": finish,
+                    "usage": {"prompt_tokens": prompt, "completion_tokens": completion_tokens},
+                },
+            )
+        usage = Usage(prompt, completion_tokens, calls=1)
+        return self._count(Completion(text, usage, model, False, finish))
+
+    # ---- requests ---------------------------------------------------------------------------
+    def complete(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Completion:
+        """One chat completion (from the cache when this exact request was made before).
+
+        ``params``: ``temperature``, ``max_tokens``, ``seed``, ``stop``, ``json_mode`` (the
+        config's values otherwise). Raises :class:`LLMError` when every attempt failed.
+        """
+        model = self.model()
+        msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+        sampling = self._params(params)
+        key, hit = self._lookup(model, msgs, sampling)
+        if hit is not None:
+            return hit
+        client, limit = self._openai(), self._limit()
+        attempt = 0
+        while True:
+            try:
+                with limit:
+                    response = client.chat.completions.create(
+                        model=model, messages=msgs, **sampling
+                    )
+                return self._finish(key, model, msgs, sampling, response)
+            except Exception as exc:
+                delay = self._on_failure(exc, attempt, model)
+            attempt += 1
+            time.sleep(delay)
+
+    async def acomplete(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Completion:
+        """:meth:`complete` with asyncio (same cache, retries and accounting)."""
+        model = await self.amodel()
+        msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+        sampling = self._params(params)
+        key, hit = self._lookup(model, msgs, sampling)
+        if hit is not None:
+            return hit
+        client, limit = self._aopenai(), self._alimit()
+        attempt = 0
+        while True:
+            try:
+                async with limit:
+                    response = await client.chat.completions.create(
+                        model=model, messages=msgs, **sampling
+                    )
+                return self._finish(key, model, msgs, sampling, response)
+            except Exception as exc:
+                delay = self._on_failure(exc, attempt, model)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    def complete_json(
+        self, messages: Sequence[Mapping[str, str]], validate: Callable[[Any], T], **params: Any
+    ) -> JSONReply[T]:
+        """A JSON reply checked by ``validate`` (which returns the value to keep or raises
+        ``ValueError``/``TypeError``/``KeyError`` saying what is wrong). A malformed reply gets
+        one repair request; if that fails too, :class:`LLMReplyError`."""
+        params.setdefault("json_mode", self.config.json_mode)
+        exchange = _json_exchange(list(messages), validate, self.config.api_key)
+        request = next(exchange)
+        while True:
+            try:
+                request = exchange.send(self.complete(request, **params))
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    async def acomplete_json(
+        self, messages: Sequence[Mapping[str, str]], validate: Callable[[Any], T], **params: Any
+    ) -> JSONReply[T]:
+        """:meth:`complete_json` with asyncio."""
+        params.setdefault("json_mode", self.config.json_mode)
+        exchange = _json_exchange(list(messages), validate, self.config.api_key)
+        request = next(exchange)
+        while True:
+            try:
+                request = exchange.send(await self.acomplete(request, **params))
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+
+def _json_exchange(
+    messages: list[Mapping[str, str]], validate: Callable[[Any], T], secret: str | None
+) -> Generator[list[Mapping[str, str]], Completion, JSONReply[T]]:
+    """The JSON protocol, shared by the sync and async paths: yields the messages to send,
+    receives each completion, returns the reply (or raises :class:`LLMReplyError`)."""
+    usage = Usage()
+    request = messages
+    for repaired in (False, True):
+        completion = yield request
+        usage.add(completion.usage)
+        try:
+            value = validate(parse_json_reply(completion.text))
+            return JSONReply(value, usage, completion.text, repaired)
+        except (ValueError, TypeError, KeyError) as exc:
+            problem = str(exc).strip("'\"") or type(exc).__name__
+        logger.info(
+            "LLM JSON reply rejected (%s)%s", problem, "" if not repaired else ", giving up"
+        )
+        request = [
+            *messages,
+            {"role": "assistant", "content": completion.text},
+            {"role": "user", "content": REPAIR_PROMPT.format(problem=problem)},
+        ]
+    raise LLMReplyError(
+        redact(
+            f"the model's reply was not usable JSON even after one repair request: {problem}; "
+            f"it began {completion.text[:160]!r}",
+            secret,
+        ),
+        usage=usage.as_dict(),
+    )
