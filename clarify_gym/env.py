@@ -126,7 +126,8 @@ class ProactiveGatherEnv(gym.Env[str, str]):
     question also ``answer``, ``cited_ids``, ``new_hidden_ids``, ``reward_terms``, ``invalid``
     (None or the reason) and ``user_error`` (None, or why the user could not answer). LLM
     parts add ``user_usage`` per step and, at the end, the episode's ``llm/prompt_tokens``,
-    ``llm/completion_tokens``, ``llm/calls`` and ``llm/cache_hits`` (user, writer and judge).
+    ``llm/completion_tokens`` and ``llm/calls`` (user, writer and judge; replies replayed from
+    the cache count as when first made, so a replay reports what the original did).
 
     ## Arguments
     - ``tasks``: anything :func:`~clarify_gym.tasks.load_tasks` takes, or a list of tasks
@@ -260,7 +261,7 @@ class ProactiveGatherEnv(gym.Env[str, str]):
 
     def _add_usage(self, usage: Mapping[str, int] | None) -> None:
         """Add an LLM part's token usage to the episode's total."""
-        for key in ("prompt_tokens", "completion_tokens", "calls", "cache_hits"):
+        for key in ("prompt_tokens", "completion_tokens", "calls"):
             if usage and key in usage:
                 self._llm_usage[key] = self._llm_usage.get(key, 0) + int(usage[key])
 

@@ -6,22 +6,9 @@ only when a request is made), synchronously (:meth:`LLMClient.complete`) or with
 (:meth:`LLMClient.acomplete`). The same code reaches OpenAI, a vLLM server, Ollama or anything
 else that speaks ``/v1/chat/completions``.
 
-Configuration (:class:`LLMConfig`; an argument wins over an environment variable, which wins
-over the default). ``ROLE`` is ``USER``, ``WRITER``, ``JUDGE`` or ``AGENT``:
-
-======================================  ==========================================================
-``CLARIFY_GYM_<ROLE>_BASE_URL``         endpoint for one role, then ``CLARIFY_GYM_LLM_BASE_URL``,
-                                        then ``OPENAI_BASE_URL``, then ``https://api.openai.com/v1``
-``CLARIFY_GYM_<ROLE>_API_KEY``          key for one role, then ``CLARIFY_GYM_LLM_API_KEY``, then
-                                        ``OPENAI_API_KEY``; local endpoints need none
-``CLARIFY_GYM_<ROLE>_MODEL``            model for one role, then ``CLARIFY_GYM_LLM_MODEL``; unset:
-                                        ``gpt-4o`` on OpenAI (the paper's), else the one model the
-                                        endpoint lists at ``/v1/models``
-``CLARIFY_GYM_LLM_TIMEOUT``             seconds per request (60)
-``CLARIFY_GYM_LLM_MAX_RETRIES``         retries after the first attempt (4)
-``CLARIFY_GYM_LLM_CONCURRENCY``         requests in flight per endpoint and process (32)
-``CLARIFY_GYM_LLM_CACHE``               reply cache folder, or ``off`` (see :mod:`.llm_cache`)
-======================================  ==========================================================
+Configuration: :class:`~clarify_gym.llm_config.LLMConfig`, from arguments or environment
+variables (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``CLARIFY_GYM_LLM_*`` and per-role
+``CLARIFY_GYM_<ROLE>_*``; the table is in :mod:`clarify_gym.llm_config`).
 
 Failures: 429 (honouring ``Retry-After`` / ``retry-after-ms``), 408, 409, 5xx, timeouts,
 dropped connections and unreadable bodies are retried at most ``max_retries`` times with
@@ -41,22 +28,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import random
-import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
-from clarify_gym.errors import LLMError, LLMReplyError, require
-from clarify_gym.llm_cache import ResponseCache, llm_cache_dir, request_key
+from clarify_gym.errors import LLMError, require
+from clarify_gym.llm_cache import ResponseCache, request_key
+from clarify_gym.llm_config import ROLES, LLMConfig, redact
+from clarify_gym.llm_reply import Completion, JSONReply, Usage, json_exchange, parse_json_reply
 
 __all__ = [
     "ROLES",
@@ -73,33 +59,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-ROLES = ("user", "writer", "judge", "agent")
-OPENAI_BASE_URL = "https://api.openai.com/v1"
-#: The model of the paper's user oracle, writer and judge; the default on OpenAI.
-PAPER_MODEL = "gpt-4o"
-#: Sent to endpoints that need no key (vLLM, Ollama), which still expect the header.
-NO_KEY = "not-needed"
-REPAIR_PROMPT = (
-    "Your reply could not be used: {problem}. Reply again with only the JSON object asked for, "
-    "no other text."
-)
 _RETRY_STATUS = frozenset({408, 409, 429})
-_KEYLIKE = re.compile(r"\b(?:sk|key|api)[-_][A-Za-z0-9_\-*]{8,}")
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
-_THINK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|$)", re.DOTALL | re.IGNORECASE)
-
-
-def redact(text: str, secret: str | None = None) -> str:
-    """``text`` with ``secret`` and anything that looks like an API key replaced by ``***``.
-
-    >>> redact("Incorrect API key provided: sk-proj-abcdef123456. Bye", None)
-    'Incorrect API key provided: ***. Bye'
-    >>> redact("token=hunter2-hunter2", "hunter2-hunter2")
-    'token=***'
-    """
-    if secret and secret != NO_KEY:
-        text = text.replace(secret, "***")
-    return _KEYLIKE.sub("***", text)
 
 
 def backoff_delay(
@@ -140,185 +100,6 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
             return parsedate_to_datetime(value).timestamp() - time.time()
     except (TypeError, ValueError):
         return None
-
-
-def parse_json_reply(text: str) -> Any:
-    """The JSON object in a model reply: code fences, thinking blocks and text around the
-    outermost ``{...}`` are dropped. Raises ``ValueError`` when there is none.
-
-    >>> parse_json_reply('Sure!\\n```json\\n{"answer": "Yes", "cited": [3]}\\n```')
-    {'answer': 'Yes', 'cited': [3]}
-    >>> parse_json_reply("<think>hmm {</think>{\\"met\\": [true]}")
-    {'met': [True]}
-    """
-    text = _THINK.sub(" ", text or "")
-    fenced = _FENCE.search(text)
-    if fenced:
-        text = fenced.group(1)
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end <= start:
-        raise ValueError("the reply holds no JSON object")
-    try:
-        return json.loads(text[start : end + 1])
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"the reply is not valid JSON ({exc.msg} at character {exc.pos})"
-        ) from None
-
-
-@dataclass
-class Usage:
-    """Tokens and calls, summed over any number of requests."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    calls: int = 0
-    #: Calls answered from the cache (their tokens are counted as when first made).
-    cache_hits: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        """Prompt plus completion tokens."""
-        return self.prompt_tokens + self.completion_tokens
-
-    def add(self, other: Usage | Mapping[str, int] | None) -> Usage:
-        """Add ``other`` (a :class:`Usage` or its :meth:`as_dict`) in place; returns self."""
-        if other is None:
-            return self
-        get = other.get if isinstance(other, Mapping) else lambda k, d=0: getattr(other, k, d)
-        self.prompt_tokens += int(get("prompt_tokens", 0))
-        self.completion_tokens += int(get("completion_tokens", 0))
-        self.calls += int(get("calls", 0))
-        self.cache_hits += int(get("cache_hits", 0))
-        return self
-
-    def as_dict(self) -> dict[str, int]:
-        """Plain ints, for ``info`` dicts and results files."""
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-            "calls": self.calls,
-            "cache_hits": self.cache_hits,
-        }
-
-
-@dataclass(frozen=True)
-class Completion:
-    """One chat completion."""
-
-    text: str
-    usage: Usage
-    model: str
-    cached: bool = False
-    finish_reason: str | None = None
-
-
-@dataclass(frozen=True)
-class JSONReply(Generic[T]):
-    """A validated JSON reply, the usage of every call it took, and whether it was repaired."""
-
-    value: T
-    usage: Usage
-    text: str
-    repaired: bool = False
-
-
-def _first_env(env: Mapping[str, str], names: Sequence[str]) -> str | None:
-    for name in names:
-        value = env.get(name, "").strip()
-        if value:
-            return value
-    return None
-
-
-@dataclass(frozen=True)
-class LLMConfig:
-    """Where and how to call an OpenAI-compatible chat endpoint (``None``: from the environment,
-    see the module docstring)."""
-
-    #: Model name as the endpoint knows it (``None``: env, then the default).
-    model: str | None = None
-    #: Endpoint URL ending in ``/v1`` (``None``: env, then OpenAI).
-    base_url: str | None = None
-    #: API key (``None``: env; endpoints other than OpenAI get a placeholder).
-    api_key: str | None = field(default=None, repr=False, compare=False)
-    #: Seconds before a request times out (``None``: env, then 60).
-    timeout: float | None = None
-    #: Retries after the first attempt on retryable failures (``None``: env, then 4).
-    max_retries: int | None = None
-    #: First backoff delay in seconds; doubles each retry.
-    backoff_base: float = 0.5
-    #: Longest wait between two attempts, ``Retry-After`` included.
-    backoff_max: float = 20.0
-    #: Requests in flight per endpoint in this process (``None``: env, then 32).
-    max_concurrency: int | None = None
-    #: Sampling temperature.
-    temperature: float = 0.0
-    #: Most tokens per reply (``None``: the endpoint's default).
-    max_tokens: int | None = 1024
-    #: Ask for ``response_format={"type": "json_object"}`` in JSON calls (not every server has it).
-    json_mode: bool = False
-    #: ``True``: the cache folder the environment selects; ``False``/``None``: no cache; or a folder.
-    cache: bool | str | os.PathLike[str] | None = True
-
-    def resolve(
-        self, role: str | None = None, environ: Mapping[str, str] | None = None
-    ) -> LLMConfig:
-        """Every field filled in from the environment (``role`` picks the per-role variables).
-
-        >>> c = LLMConfig(cache=False).resolve("judge", {"OPENAI_BASE_URL": "http://localhost:8000/v1/",
-        ...     "CLARIFY_GYM_JUDGE_MODEL": "Qwen/Qwen2.5-7B-Instruct"})
-        >>> (c.base_url, c.model, c.api_key, c.timeout, c.max_retries, c.max_concurrency)
-        ('http://localhost:8000/v1', 'Qwen/Qwen2.5-7B-Instruct', 'not-needed', 60.0, 4, 32)
-        >>> LLMConfig(cache=False).resolve(None, {"OPENAI_API_KEY": "k"}).model
-        'gpt-4o'
-        """
-        if role is not None and role not in ROLES:
-            raise ValueError(f"unknown LLM role {role!r}; use one of {ROLES}")
-        env = os.environ if environ is None else environ
-
-        def names(key: str) -> list[str]:
-            own = [f"CLARIFY_GYM_{role.upper()}_{key}"] if role else []
-            return [*own, f"CLARIFY_GYM_LLM_{key}"] + ([f"OPENAI_{key}"] if key != "MODEL" else [])
-
-        base_url = (self.base_url or _first_env(env, names("BASE_URL")) or OPENAI_BASE_URL).rstrip(
-            "/"
-        )
-        official = base_url.startswith(OPENAI_BASE_URL)
-        api_key = (
-            self.api_key or _first_env(env, names("API_KEY")) or (None if official else NO_KEY)
-        )
-        model = self.model or _first_env(env, names("MODEL")) or (PAPER_MODEL if official else None)
-        if self.cache is True:
-            cache: Any = llm_cache_dir(env)
-        elif not self.cache:
-            cache = None
-        else:
-            cache = Path(self.cache).expanduser()
-        return dataclasses.replace(
-            self,
-            base_url=base_url,
-            api_key=api_key,
-            model=model,
-            timeout=float(self.timeout or env.get("CLARIFY_GYM_LLM_TIMEOUT") or 60.0),
-            max_retries=int(
-                self.max_retries
-                if self.max_retries is not None
-                else env.get("CLARIFY_GYM_LLM_MAX_RETRIES") or 4
-            ),
-            max_concurrency=int(
-                self.max_concurrency or env.get("CLARIFY_GYM_LLM_CONCURRENCY") or 32
-            ),
-            cache=cache,
-        )
-
-    def describe(self) -> dict[str, Any]:
-        """The settings worth recording in a run's metadata (never the key)."""
-        out = dataclasses.asdict(self)
-        out.pop("api_key")
-        out["cache"] = str(self.cache) if self.cache not in (None, False, True) else self.cache
-        return out
 
 
 # ---- process-wide connection pools and concurrency limits -------------------------------------
@@ -636,7 +417,7 @@ class LLMClient:
         ``ValueError``/``TypeError``/``KeyError`` saying what is wrong). A malformed reply gets
         one repair request; if that fails too, :class:`LLMReplyError`."""
         params.setdefault("json_mode", self.config.json_mode)
-        exchange = _json_exchange(list(messages), validate, self.config.api_key)
+        exchange = json_exchange(list(messages), validate, self.config.api_key)
         request = next(exchange)
         while True:
             try:
@@ -649,43 +430,10 @@ class LLMClient:
     ) -> JSONReply[T]:
         """:meth:`complete_json` with asyncio."""
         params.setdefault("json_mode", self.config.json_mode)
-        exchange = _json_exchange(list(messages), validate, self.config.api_key)
+        exchange = json_exchange(list(messages), validate, self.config.api_key)
         request = next(exchange)
         while True:
             try:
                 request = exchange.send(await self.acomplete(request, **params))
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-
-
-def _json_exchange(
-    messages: list[Mapping[str, str]], validate: Callable[[Any], T], secret: str | None
-) -> Generator[list[Mapping[str, str]], Completion, JSONReply[T]]:
-    """The JSON protocol, shared by the sync and async paths: yields the messages to send,
-    receives each completion, returns the reply (or raises :class:`LLMReplyError`)."""
-    usage = Usage()
-    request = messages
-    for repaired in (False, True):
-        completion = yield request
-        usage.add(completion.usage)
-        try:
-            value = validate(parse_json_reply(completion.text))
-            return JSONReply(value, usage, completion.text, repaired)
-        except (ValueError, TypeError, KeyError) as exc:
-            problem = str(exc).strip("'\"") or type(exc).__name__
-        logger.info(
-            "LLM JSON reply rejected (%s)%s", problem, "" if not repaired else ", giving up"
-        )
-        request = [
-            *messages,
-            {"role": "assistant", "content": completion.text},
-            {"role": "user", "content": REPAIR_PROMPT.format(problem=problem)},
-        ]
-    raise LLMReplyError(
-        redact(
-            f"the model's reply was not usable JSON even after one repair request: {problem}; "
-            f"it began {completion.text[:160]!r}",
-            secret,
-        ),
-        usage=usage.as_dict(),
-    )
