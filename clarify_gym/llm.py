@@ -266,6 +266,8 @@ class LLMClient:
         """Log a retryable failure and return the delay, or raise :class:`LLMError`."""
         openai = require("openai", extra="llm", feature="LLM backends")
         status = getattr(exc, "status_code", None)
+        if not isinstance(exc, openai.APIStatusError):  # type: ignore[attr-defined]
+            status = None  # e.g. a 200 whose body did not validate
         headers = getattr(getattr(exc, "response", None), "headers", None)
         if isinstance(exc, openai.APITimeoutError):  # type: ignore[attr-defined]
             what, retry = f"timed out after {self.config.timeout:g} s", True
