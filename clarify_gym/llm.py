@@ -168,25 +168,19 @@ class LLMClient:
         return (os.getpid(), self.config.base_url, digest, self.config.timeout)
 
     def _openai(self) -> Any:
+        return self._pooled("OpenAI", None)
+
+    def _aopenai(self) -> Any:
+        return self._pooled("AsyncOpenAI", asyncio.get_running_loop())
+
+    def _pooled(self, cls: str, loop: asyncio.AbstractEventLoop | None) -> Any:
+        """The process's (or event loop's) shared ``openai`` client for this endpoint and key."""
         openai = require("openai", extra="llm", feature="LLM backends")
         key = self._pool_key()
         with _POOL_LOCK:
-            if key not in _SYNC_POOL:
-                _SYNC_POOL[key] = openai.OpenAI(  # type: ignore[attr-defined]
-                    api_key=self._key(),
-                    base_url=self.config.base_url,
-                    timeout=self.config.timeout,
-                    max_retries=0,
-                )
-            return _SYNC_POOL[key]
-
-    def _aopenai(self) -> Any:
-        openai = require("openai", extra="llm", feature="LLM backends")
-        loop, key = asyncio.get_running_loop(), self._pool_key()
-        with _POOL_LOCK:
-            pool = _ASYNC_POOL.setdefault(loop, {})
+            pool = _SYNC_POOL if loop is None else _ASYNC_POOL.setdefault(loop, {})
             if key not in pool:
-                pool[key] = openai.AsyncOpenAI(  # type: ignore[attr-defined]
+                pool[key] = getattr(openai, cls)(
                     api_key=self._key(),
                     base_url=self.config.base_url,
                     timeout=self.config.timeout,
@@ -212,7 +206,13 @@ class LLMClient:
     def _error(self, message: str) -> LLMError:
         return LLMError(redact(message, self.config.api_key))
 
-    def _pick_model(self, ids: list[str]) -> str:
+    def _pick_model(self, page: Any, exc: BaseException | None) -> str:
+        if exc is not None:
+            raise self._error(
+                f"no model set and listing the models of {self.config.base_url} failed "
+                f"({type(exc).__name__}: {exc}); set CLARIFY_GYM_LLM_MODEL"
+            ) from None
+        ids = [m.id for m in page.data]
         if len(ids) != 1:
             raise self._error(
                 f"no model set and {self.config.base_url} serves {len(ids)} models {ids[:20]}: "
@@ -224,27 +224,23 @@ class LLMClient:
     def model(self) -> str:
         """The model name (asked of the endpoint's ``/v1/models`` once when not configured)."""
         if self._model is None:
+            page, error = None, None
             try:
                 page = self._openai().models.list()
             except Exception as exc:
-                raise self._error(
-                    f"no model set and listing the models of {self.config.base_url} failed "
-                    f"({type(exc).__name__}: {exc}); set CLARIFY_GYM_LLM_MODEL"
-                ) from None
-            self._model = self._pick_model([m.id for m in page.data])
+                error = exc
+            self._model = self._pick_model(page, error)
         return self._model
 
     async def amodel(self) -> str:
         """:meth:`model`, with the async client."""
         if self._model is None:
+            page, error = None, None
             try:
                 page = await self._aopenai().models.list()
             except Exception as exc:
-                raise self._error(
-                    f"no model set and listing the models of {self.config.base_url} failed "
-                    f"({type(exc).__name__}: {exc}); set CLARIFY_GYM_LLM_MODEL"
-                ) from None
-            self._model = self._pick_model([m.id for m in page.data])
+                error = exc
+            self._model = self._pick_model(page, error)
         return self._model
 
     def _params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -311,20 +307,23 @@ class LLMClient:
         )
         return delay
 
-    def _lookup(
-        self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]
-    ) -> tuple[str | None, Completion | None]:
+    def _prepare(
+        self, model: str, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any], str | None, Completion | None]:
+        """The request's messages, sampling parameters, cache key and cached completion."""
+        msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+        sampling = self._params(params)
         if self.cache is None:
-            return None, None
-        key = request_key(model, messages, params)
+            return msgs, sampling, None, None
+        key = request_key(model, msgs, sampling)
         record = self.cache.get(key)
         if record is None:
-            return key, None
+            return msgs, sampling, key, None
         usage = Usage(**record.get("usage", {}), calls=1, cache_hits=1)
         completion = Completion(
             record["text"], usage, record.get("model", model), True, record.get("finish_reason")
         )
-        return key, self._count(completion)
+        return msgs, sampling, key, self._count(completion)
 
     def _count(self, completion: Completion) -> Completion:
         with self._lock:
@@ -371,9 +370,7 @@ class LLMClient:
         config's values otherwise). Raises :class:`LLMError` when every attempt failed.
         """
         model = self.model()
-        msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
-        sampling = self._params(params)
-        key, hit = self._lookup(model, msgs, sampling)
+        msgs, sampling, key, hit = self._prepare(model, messages, params)
         if hit is not None:
             return hit
         client, limit = self._openai(), self._limit()
@@ -393,9 +390,7 @@ class LLMClient:
     async def acomplete(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Completion:
         """:meth:`complete` with asyncio (same cache, retries and accounting)."""
         model = await self.amodel()
-        msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
-        sampling = self._params(params)
-        key, hit = self._lookup(model, msgs, sampling)
+        msgs, sampling, key, hit = self._prepare(model, messages, params)
         if hit is not None:
             return hit
         client, limit = self._aopenai(), self._alimit()

@@ -8,14 +8,12 @@ import json
 import logging
 import multiprocessing
 import pickle
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from conftest import FAKE_LLM_KEY
+from helpers import run_python
 
 from clarify_gym.errors import LLMError, LLMReplyError
 from clarify_gym.llm import LLMClient, LLMConfig, Usage, backoff_delay
@@ -286,13 +284,7 @@ def test_clarify_gym_imports_without_openai_and_says_how_to_install(tmp_path):
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).parent.parent,
-    )
+    out = run_python(code)
     assert out.returncode == 0, out.stderr
     assert 'pip install "clarify-gym[llm]"' in out.stdout
 

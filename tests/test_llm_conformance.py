@@ -3,14 +3,10 @@ conformance checks as the offline ids: the checks of test_conformance.py, called
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import gymnasium as gym
 import pytest
 import test_conformance as conformance
-from helpers import rollout
+from helpers import rollout, run_python
 
 from clarify_gym.llm_cache import llm_cache_dir
 
@@ -83,12 +79,5 @@ def test_registered_nondeterministic_flag_follows_the_cache_at_import():
     assert gym.spec(LLM_ID).nondeterministic is (llm_cache_dir() is None)
     code = "import gymnasium as gym, clarify_gym; print(gym.spec('ProactiveGather-LLM-v0').nondeterministic)"
     for setting, expected in (("off", "True"), ("/tmp/somewhere", "False")):
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=Path(__file__).parent.parent,
-            env={**__import__("os").environ, "CLARIFY_GYM_LLM_CACHE": setting},
-        )
+        out = run_python(code, CLARIFY_GYM_LLM_CACHE=setting)
         assert out.stdout.strip() == expected, out.stderr
