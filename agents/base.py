@@ -18,7 +18,9 @@ backend satisfies:
 * **Batched agents** (``batched = True``; local models): one instance serves
   ``--batch-size`` episodes in lock step through ``act_batch(observations, seeds=...)``,
   where ``seeds[i]`` is episode i's seed; the reply must depend on the observation and that
-  seed alone (no per-episode state), and ``reset()`` is called once, without a task.
+  seed alone (no per-episode state), and ``reset()`` is called once, without a task. An
+  exception from ``act_batch`` stops the run (finished episodes are kept; ``--resume``
+  continues).
 """
 
 from __future__ import annotations
