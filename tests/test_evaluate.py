@@ -197,3 +197,16 @@ def test_parse_seeds():
     assert parse_seeds("0-2, 2, 5") == (0, 1, 2, 5)
     with pytest.raises(ValueError):
         parse_seeds("4-1")
+
+
+def test_chat_agent_benchmarks_against_the_fake_server(tmp_path, fake_llm):
+    """`--agents chat:<model>` through the registry, concurrently, against the fake endpoint."""
+    folder = tmp_path / "chat"
+    evaluate(
+        quiet(agents=("chat:fake-model",), split="test", seeds=(0,), concurrency=4, out=str(folder))
+    )
+    rows = rows_of(folder)
+    assert len(rows) == 12 and {r["agent"] for r in rows} == {"chat:fake-model"}
+    assert all(r["env/questions"] >= 1 for r in rows)
+    assert sum(r["env/new_info"] for r in rows) > 0
+    assert fake_llm.stats.requests >= 12
