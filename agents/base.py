@@ -3,12 +3,31 @@
 An agent reads the env's observation (the visible task and the dialogue so far, see
 :mod:`clarify_gym.dialogue`) and returns one question, or ``"STOP"``. Whatever it remembers
 between turns is its own explicit state, cleared by ``reset``.
+
+How the benchmark harness (:mod:`benchmarks.evaluate`) drives agents — the contract every
+backend satisfies:
+
+* **Unbatched agents** (``batched = False``, the default; baselines, API chat agents): the
+  harness builds one instance per worker thread (``--concurrency N`` gives N instances) and
+  runs whole episodes on it, one after another: ``reset(seed=..., task=...)``, then ``act``
+  until the episode ends. An instance is only ever used by one thread at a time, so its own
+  state needs no lock; whatever instances share (an HTTP client, a response cache) must be
+  thread-safe. ``act`` may block on the network: N workers overlap N episodes. An exception
+  from ``act`` abandons that episode only (it is logged, no row is written, and
+  ``--resume`` retries it).
+* **Batched agents** (``batched = True``; local models): one instance serves
+  ``--batch-size`` episodes in lock step through ``act_batch(observations, seeds=...)``,
+  where ``seeds[i]`` is episode i's seed; the reply must depend on the observation and that
+  seed alone (no per-episode state), and ``reset()`` is called once, without a task. An
+  exception from ``act_batch`` stops the run (finished episodes are kept; ``--resume``
+  continues).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 from clarify_gym.masking import MaskedTask
 
@@ -23,10 +42,13 @@ class Agent(ABC):
     Attributes:
         name: Short name used in benchmark results (e.g. ``"generic"``).
         privileged: True for agents that read the hidden task (the oracle upper bound).
+        batched: True for agents whose ``act_batch`` serves many episodes at once and whose
+            reply depends on the observation (and the episode seed) alone (local models).
     """
 
     name: str = "agent"
     privileged: bool = False
+    batched: bool = False
 
     def reset(self, *, seed: int | None = None, task: MaskedTask | None = None) -> None:  # noqa: B027
         """Start a new episode. ``seed`` seeds the agent's own RNG; ``task`` (the masked task,
@@ -36,8 +58,15 @@ class Agent(ABC):
     def act(self, observation: str) -> str:
         """One question, or ``"STOP"``, for this observation."""
 
-    def act_batch(self, observations: Sequence[str]) -> list[str]:
+    def act_batch(
+        self, observations: Sequence[str], *, seeds: Sequence[int] | None = None
+    ) -> list[str]:
         """Act for several independent episodes at once; agents that batch (local models)
-        override it. The default calls :meth:`act` in turn, which is only right for agents
-        whose reply depends on the observation alone."""
+        override it, and use ``seeds`` (one per episode) when they sample. The default calls
+        :meth:`act` in turn and ignores ``seeds``, which is only right for agents whose reply
+        depends on the observation alone."""
         return [self.act(o) for o in observations]
+
+    def describe(self) -> dict[str, Any]:
+        """What a benchmark's ``metadata.json`` records about this agent (model, settings)."""
+        return {}

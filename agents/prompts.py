@@ -61,8 +61,22 @@ def observation_to_messages(
 
 
 _THINK = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|$)", re.DOTALL | re.IGNORECASE)
+# a reply that only closes the block (the chat template opened it, as DeepSeek-R1 and Qwen3 do)
+_OPEN_ENDED_THINK = re.compile(r"^.*</(?:think|thinking|reasoning)>", re.DOTALL | re.IGNORECASE)
 _PREFIX = re.compile(
     r"^\s*(?:[-*#>\d.)\s]*)?(?:\*\*)?(?:question|q|assistant|clarifying question)\s*\d*\s*(?:\*\*)?\s*[:.)-]\s*(?:\*\*)?",
+    re.IGNORECASE,
+)
+_BULLET = re.compile(r"^\s*(?:[-*•>]+|\(?\d{1,2}[.)]|#+)\s+")
+# "Here's my question: ...", "My next question is: ..."
+_LEAD_IN = re.compile(
+    r"^(?!(?:what|which|who|whom|how|when|where|why|do|does|did|is|are|should|could|can|would|will)\b)"
+    r"[^?:]{0,60}\bquestions?\b[^?:]{0,20}:\s*",
+    re.IGNORECASE,
+)
+_DONE = re.compile(
+    r"\b(?:enough information|enough to (?:start|begin|write)|ready to (?:start|begin|write)"
+    r"|no (?:more|further) questions)\b",
     re.IGNORECASE,
 )
 _STOP_WORD = re.compile(r"^\W*stop\W*$", re.IGNORECASE)
@@ -71,8 +85,11 @@ _STOP_WORD = re.compile(r"^\W*stop\W*$", re.IGNORECASE)
 def parse_reply(text: str, *, max_chars: int = 500) -> str:
     """One question (or ``"STOP"``) from a raw model reply.
 
-    Drops thinking blocks, quotes, markdown and prefixes like ``Question:``; keeps the first
-    question when the reply asks several; an empty reply or a bare "stop" gives ``STOP``.
+    Drops thinking blocks (also an unclosed one, and everything before a lone closing tag),
+    quotes, markdown, bullets and lead-ins like ``Question:`` or ``Here's my question:``; keeps
+    the first question when the reply asks several. An empty reply, a bare "stop", a reply
+    ending in STOP, or a statement without a question saying it has enough information gives
+    ``STOP``.
 
     >>> parse_reply("<think>They want sections.</think>Question 1: Which sections do you need? Also, who reads it?")
     'Which sections do you need?'
@@ -80,18 +97,30 @@ def parse_reply(text: str, *, max_chars: int = 500) -> str:
     ('STOP', 'STOP', 'STOP')
     >>> parse_reply('"What tone should I use?"')
     'What tone should I use?'
+    >>> parse_reply("The user left out the audience.</think>\\n\\n- Who will read the report?")
+    'Who will read the report?'
+    >>> parse_reply("1. What is the audience?\\n2. How long should it be?")
+    'What is the audience?'
+    >>> parse_reply("Thanks, that helps. Here's my next question: are there constraints?")
+    'are there constraints?'
+    >>> parse_reply("<think>cut off by max_tokens"), parse_reply("I have enough to start writing.")
+    ('STOP', 'STOP')
     """
-    text = _THINK.sub(" ", text or "").strip()
+    text = _THINK.sub(" ", text or "")
+    text = _OPEN_ENDED_THINK.sub(" ", text).strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines or _STOP_WORD.match(text) or re.search(r"\bSTOP\W*$", text):
         return "STOP"
+    if "?" not in text and _DONE.search(text):
+        return "STOP"
     candidate = next((line for line in lines if "?" in line), lines[0])
+    candidate = _BULLET.sub("", candidate)
     candidate = _PREFIX.sub("", candidate).strip().strip("\"'`*").strip()
     if "?" in candidate:
         candidate = candidate[: candidate.index("?") + 1]
         # keep only the last sentence before the question mark ("Thanks. Which tone?" -> "Which tone?")
         sentences = re.split(r"(?<=[.!])\s+(?=[A-Z])", candidate)
-        candidate = sentences[-1]
+        candidate = _LEAD_IN.sub("", sentences[-1])
     candidate = candidate.strip().strip("\"'`*").strip()
     if not candidate or _STOP_WORD.match(candidate):
         return "STOP"

@@ -17,6 +17,8 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 #: name -> (module providing add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "tasks": ("clarify_gym.cli_tasks", "list and inspect tasks and what is hidden"),
+    "bench": ("benchmarks.evaluate", "benchmark agents: agents x tasks x seeds, table and plots"),
+    "play": ("clarify_gym.cli_play", "play the assistant (or the user) in the terminal"),
     "train-sb3": (
         "benchmarks.sb3_train",
         "train stable-baselines3 PPO/A2C/DQN on ProactiveGatherBank-v0, test on held-out tasks",

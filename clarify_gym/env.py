@@ -124,20 +124,25 @@ class ProactiveGatherEnv(gym.Env[str, str]):
     Every step: ``task_id``, ``field``, ``num_hidden`` (|H|), ``questions_asked``,
     ``questions_left``, ``dialogue`` (chat messages), ``elicited`` (hidden ids so far). After a
     question also ``answer``, ``cited_ids``, ``new_hidden_ids``, ``reward_terms``, ``invalid``
-    (None or the reason) and ``user_error`` (None, or why the user could not answer).
+    (None or the reason) and ``user_error`` (None, or why the user could not answer). LLM
+    parts add ``user_usage`` per step and, at the end, the episode's ``llm/prompt_tokens``,
+    ``llm/completion_tokens`` and ``llm/calls`` (user, writer and judge; replies replayed from
+    the cache count as when first made, so a replay reports what the original did).
 
     ## Arguments
     - ``tasks``: anything :func:`~clarify_gym.tasks.load_tasks` takes, or a list of tasks
       (default ``"sample"``); ``split``: keep one split.
-    - ``user``: ``"lexical"`` (offline BM25 retrieval user, default), ``"embedding"``, or any
-      :class:`~clarify_gym.users.SimulatedUser`.
+    - ``user``: ``"lexical"`` (offline BM25 retrieval user, default), ``"embedding"``,
+      ``"llm"`` / ``"llm:<model>"`` (the LLM user oracle over any OpenAI-compatible endpoint,
+      see :mod:`clarify_gym.llm`), or any :class:`~clarify_gym.users.SimulatedUser`.
     - ``reward``: ``"new_info"`` (default), ``"paper"`` or a
       :class:`~clarify_gym.rewards.RewardWeights`; ``question_cost``, ``checklist_weight``,
       ``sentence_weights`` (field name -> importance for ``new_info``).
     - ``max_questions`` (5), ``answer_max_sentences`` (k = 3: the most sentences one answer
       cites), ``question_max_chars`` (500), ``answer_max_chars`` (2000).
     - ``mask_policy``: which fields are hidden (the paper's split by default).
-    - ``writer`` (``"template"``), ``judge`` (``"lexical"``): or Writer/Judge instances.
+    - ``writer`` (``"template"`` or ``"llm"``), ``judge`` (``"lexical"`` or ``"llm"``): or
+      Writer/Judge instances.
     - ``render_mode``: ``"ansi"`` (``render()`` returns the transcript) or ``"human"`` (prints).
 
     ## Version History
@@ -215,6 +220,7 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         self._conversation = ""
         self._weights_by_id: dict[int, float] | None = None
         self._paper_total = 0.0
+        self._llm_usage: dict[str, int] = {}
         self._done = False
         self._last_info: dict[str, Any] = {}
 
@@ -253,6 +259,12 @@ class ProactiveGatherEnv(gym.Env[str, str]):
             "elicited": tuple(sorted(state.elicited)),
         }
 
+    def _add_usage(self, usage: Mapping[str, int] | None) -> None:
+        """Add an LLM part's token usage to the episode's total."""
+        for key in ("prompt_tokens", "completion_tokens", "calls"):
+            if usage and key in usage:
+                self._llm_usage[key] = self._llm_usage.get(key, 0) + int(usage[key])
+
     def _finish(self, info: dict[str, Any]) -> float:
         """Write and judge the outline; add the episode metrics to ``info``; return the bonus."""
         state = self._state
@@ -260,6 +272,10 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         self._done = True
         outline = self.writer.write(state.task, state.turns)
         verdict = self.judge.judge(state.task, outline)
+        for usage in (getattr(self.writer, "last_usage", None), verdict.usage):
+            self._add_usage(usage)
+        if self._llm_usage:
+            info.update({f"llm/{k}": v for k, v in self._llm_usage.items()})
         asked = state.questions_asked
         redundant = sum(1 for t in state.turns if not t.new_hidden_ids)
         info.update(
@@ -359,6 +375,7 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         )
         if answer.usage:
             info["user_usage"] = answer.usage
+            self._add_usage(answer.usage)
         truncated = state.questions_left <= 0
         if truncated:
             bonus = self._finish(info)
@@ -390,6 +407,7 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         self._state = EpisodeState(task=masked, max_questions=self.max_questions)
         self._conversation = ""
         self._paper_total = 0.0
+        self._llm_usage = {}
         self._done = False
         if self.sentence_weights:
             self._weights_by_id = {

@@ -11,6 +11,7 @@ __all__ = [
     "DatasetUnavailableError",
     "EpisodeEndedError",
     "LLMError",
+    "LLMReplyError",
     "MissingDependencyError",
     "TaskFormatError",
 ]
@@ -68,6 +69,18 @@ class EpisodeEndedError(ClarifyGymError, RuntimeError):
 
 class LLMError(ClarifyGymError, RuntimeError):
     """An LLM endpoint failed after every retry, or its reply could not be used."""
+
+
+class LLMReplyError(LLMError):
+    """The endpoint answered, but the reply was not the JSON asked for, even after one repair
+    request. Callers that can go on (the LLM user, the LLM judge) turn it into an error turn or
+    verdict; a failing endpoint raises the plain :class:`LLMError`.
+
+    ``usage`` holds the tokens the failed exchange cost (a dict as ``Usage.as_dict()``)."""
+
+    def __init__(self, message: str, *, usage: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 def require(module: str, *, extra: str, feature: str, package: str | None = None) -> object:

@@ -297,15 +297,22 @@ def make_user(spec: SimulatedUser | str, *, k: int, **kwargs: Any) -> SimulatedU
     """Build a user from the env's ``user`` argument.
 
     ``"lexical"`` / ``"retrieval"``: :class:`RetrievalUser` with BM25; ``"embedding"``: with
-    MiniLM; a :class:`SimulatedUser` instance is used as it is.
+    MiniLM; ``"llm"`` / ``"llm:<model>"``: the LLM user oracle
+    (:class:`~clarify_gym.llm_user.LLMUser`, endpoint and model from the environment); a
+    :class:`SimulatedUser` instance is used as it is.
     """
     if isinstance(spec, str):
         if spec in ("lexical", "retrieval", "bm25"):
             return RetrievalUser(k=k, scorer="lexical", **kwargs)
         if spec == "embedding":
             return RetrievalUser(k=k, scorer="embedding", **kwargs)
+        if spec == "llm" or spec.startswith("llm:"):
+            from clarify_gym.llm_user import LLMUser
+
+            return LLMUser(k=k, model=spec.partition(":")[2] or None, **kwargs)
         raise ValueError(
-            f"unknown user {spec!r}; use 'lexical', 'embedding', or a SimulatedUser instance"
+            f"unknown user {spec!r}; use 'lexical', 'embedding', 'llm', 'llm:<model>', or a "
+            "SimulatedUser instance"
         )
     if not isinstance(spec, SimulatedUser):
         raise TypeError(

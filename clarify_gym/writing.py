@@ -9,8 +9,9 @@ Offline (defaults, deterministic, no network):
   the item's distinct content words (stemmed, stop words removed) occur in the outline. The
   score is the fraction of items met.
 
-The paper's LLM writer and judge (any OpenAI-compatible model) implement the same
-:class:`Writer` and :class:`Judge` protocols.
+The paper's LLM writer and judge (any OpenAI-compatible model; ``writer="llm"``,
+``judge="llm"``) implement the same :class:`Writer` and :class:`Judge` protocols in
+:mod:`clarify_gym.llm_writing`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "Writer",
     "make_judge",
     "make_writer",
+    "render_outline",
 ]
 
 DEFAULT_SECTIONS = (
@@ -91,31 +93,36 @@ class TemplateWriter:
     """A deterministic outline from the visible task and what the user said (see module doc)."""
 
     def write(self, task: MaskedTask, turns: Sequence[Turn]) -> str:
-        parts: list[tuple[str, str]] = []
-        requirements: list[str] = []
-        for turn in turns:
-            if turn.invalid or not turn.answer or turn.answer.startswith(_NON_CONTENT):
+        answers = [t.answer for t in turns if not t.invalid]
+        return render_outline(_outline_header(task), answers)
+
+
+def render_outline(header: str, answers: Sequence[str]) -> str:
+    """The template outline: ``header``, the sections the person named (or default ones), then
+    every other sentence of their answers as a requirement. Used by :class:`TemplateWriter`
+    and by the fake LLM server of :mod:`clarify_gym.testing`."""
+    parts: list[tuple[str, str]] = []
+    requirements: list[str] = []
+    for answer in answers:
+        if not answer or answer.startswith(_NON_CONTENT):
+            continue
+        for sentence in _answer_sentences(answer.removeprefix("As I said: ")):
+            if sentence.startswith(_NON_CONTENT) or sentence == "The rest is in what I sent you.":
                 continue
-            for sentence in _answer_sentences(turn.answer.removeprefix("As I said: ")):
-                if (
-                    sentence.startswith(_NON_CONTENT)
-                    or sentence == "The rest is in what I sent you."
-                ):
-                    continue
-                match = _PART.match(sentence)
-                if match:
-                    entry = (match["name"].strip(), match["desc"].strip())
-                    if entry not in parts:
-                        parts.append(entry)
-                elif sentence not in requirements:
-                    requirements.append(sentence)
-        lines = [_outline_header(task), "", "## Sections"]
-        for number, (name, desc) in enumerate(parts or DEFAULT_SECTIONS, start=1):
-            lines.append(f"{number}. {name}: {desc}")
-        if requirements:
-            lines += ["", "## What the person asked for"]
-            lines += [f"- {r}" for r in requirements]
-        return "\n".join(lines)
+            match = _PART.match(sentence)
+            if match:
+                entry = (match["name"].strip(), match["desc"].strip())
+                if entry not in parts:
+                    parts.append(entry)
+            elif sentence not in requirements:
+                requirements.append(sentence)
+    lines = [header, "", "## Sections"]
+    for number, (name, desc) in enumerate(parts or DEFAULT_SECTIONS, start=1):
+        lines.append(f"{number}. {name}: {desc}")
+    if requirements:
+        lines += ["", "## What the person asked for"]
+        lines += [f"- {r}" for r in requirements]
+    return "\n".join(lines)
 
 
 @dataclass
@@ -138,27 +145,53 @@ class LexicalJudge:
         return self._items[key]
 
     def judge(self, task: MaskedTask, outline: str) -> JudgeResult:
+        met = self._met(self._item_tokens(task), outline)
+        return JudgeResult(score=sum(met) / len(met) if met else 0.0, met=met)
+
+    def judge_items(self, items: Sequence[str], outline: str) -> tuple[bool, ...]:
+        """Met or not for each of ``items`` (any checklist texts) in ``outline``."""
+        return self._met([frozenset(tokenize(item)) for item in items], outline)
+
+    def _met(self, items: Sequence[frozenset[str]], outline: str) -> tuple[bool, ...]:
         words: set[str] = set()
         for line in outline.split("\n"):  # lines recur across episodes: their tokens are memoised
             words.update(token_set(line))
         threshold = self.threshold
-        met = tuple(len(item & words) >= threshold * len(item) for item in self._item_tokens(task))
-        return JudgeResult(score=sum(met) / len(met) if met else 0.0, met=met)
+        return tuple(len(item & words) >= threshold * len(item) for item in items)
+
+
+def _llm_model(spec: str) -> str | None:
+    """The model named in ``"llm:<model>"`` (``None`` for plain ``"llm"``)."""
+    return spec.partition(":")[2] or None
 
 
 def make_writer(spec: Writer | str) -> Writer:
-    """``"template"`` or a :class:`Writer` instance."""
+    """``"template"``, ``"llm"`` / ``"llm:<model>"`` (:class:`~clarify_gym.llm_writing.LLMWriter`,
+    configured from the environment), or a :class:`Writer` instance."""
     if isinstance(spec, str):
         if spec == "template":
             return TemplateWriter()
-        raise ValueError(f"unknown writer {spec!r}; use 'template' or a Writer instance")
+        if spec == "llm" or spec.startswith("llm:"):
+            from clarify_gym.llm_writing import LLMWriter
+
+            return LLMWriter(model=_llm_model(spec))
+        raise ValueError(
+            f"unknown writer {spec!r}; use 'template', 'llm', 'llm:<model>' or a Writer instance"
+        )
     return spec
 
 
 def make_judge(spec: Judge | str) -> Judge:
-    """``"lexical"`` or a :class:`Judge` instance."""
+    """``"lexical"``, ``"llm"`` / ``"llm:<model>"`` (:class:`~clarify_gym.llm_writing.LLMJudge`
+    on the task's checklist, configured from the environment), or a :class:`Judge` instance."""
     if isinstance(spec, str):
         if spec == "lexical":
             return LexicalJudge()
-        raise ValueError(f"unknown judge {spec!r}; use 'lexical' or a Judge instance")
+        if spec == "llm" or spec.startswith("llm:"):
+            from clarify_gym.llm_writing import LLMJudge
+
+            return LLMJudge(model=_llm_model(spec))
+        raise ValueError(
+            f"unknown judge {spec!r}; use 'lexical', 'llm', 'llm:<model>' or a Judge instance"
+        )
     return spec

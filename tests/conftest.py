@@ -61,3 +61,45 @@ def dolomites_files(tmp_path: Path) -> dict[str, Path]:
         zf.write(dev, "dolomites_examples/dolomites_examples.dev.public.jsonl")
         zf.write(test, "dolomites_examples/dolomites_examples.test.noreference.jsonl")
     return {"dev": dev, "test": test, "hf": hf, "tasks": tasks, "zip": archive}
+
+
+#: The API key the fake LLM server expects in tests; it must never show up in logs or files.
+FAKE_LLM_KEY = "sk-clarify-test-Zq8vX2mN4pL7wR9t"
+_LLM_ENV_VARS = [
+    f"{prefix}_{key}"
+    for prefix in (
+        "OPENAI",
+        "CLARIFY_GYM_LLM",
+        "CLARIFY_GYM_USER",
+        "CLARIFY_GYM_WRITER",
+        "CLARIFY_GYM_JUDGE",
+        "CLARIFY_GYM_AGENT",
+    )
+    for key in ("BASE_URL", "API_KEY", "MODEL")
+] + ["CLARIFY_GYM_LLM_TIMEOUT", "CLARIFY_GYM_LLM_MAX_RETRIES", "CLARIFY_GYM_LLM_CONCURRENCY"]
+
+
+@pytest.fixture(scope="session")
+def _fake_llm_server():
+    from clarify_gym.testing import FakeLLMServer
+
+    with FakeLLMServer(api_key=FAKE_LLM_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def fake_llm(_fake_llm_server, monkeypatch, tmp_path):
+    """The fake OpenAI-compatible server, with every LLM part of clarify-gym pointed at it by
+    environment variables and a fresh reply cache in ``tmp_path / "llm-cache"``."""
+    server = _fake_llm_server
+    server.clear_faults()
+    server.reset_stats()
+    server.latency = 0.0
+    server.responder.messy_agent = False
+    for name in _LLM_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CLARIFY_GYM_LLM_CACHE", str(tmp_path / "llm-cache"))
+    yield server
+    server.clear_faults()

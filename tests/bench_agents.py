@@ -1,0 +1,47 @@
+"""Agents used by the harness tests through ``py:bench_agents:...`` specs."""
+
+from __future__ import annotations
+
+import time
+
+from agents.base import STOP, Agent
+from agents.baselines import GenericAgent
+
+
+class SlowGeneric(GenericAgent):
+    """The generic agent, pausing before each episode's first question (so a test can kill the
+    run mid-way)."""
+
+    name = "slow-generic"
+
+    def act(self, observation: str) -> str:
+        if self._asked == 0:
+            time.sleep(0.03)
+        return super().act(observation)
+
+
+class FailsOnLaw(Agent):
+    """Raises on the law task (an API error, say), asks one question elsewhere."""
+
+    name = "fails-on-law"
+
+    def __init__(self) -> None:
+        self._asked = False
+
+    def reset(self, *, seed=None, task=None) -> None:
+        self._asked = False
+
+    def act(self, observation: str) -> str:
+        if "internal legal memorandum" in observation:
+            raise ConnectionError("the endpoint is down")
+        if self._asked:
+            return STOP
+        self._asked = True
+        return "What steps should I follow?"
+
+
+class AlwaysFails(Agent):
+    """Every act raises."""
+
+    def act(self, observation: str) -> str:
+        raise RuntimeError("broken agent")

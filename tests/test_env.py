@@ -1,0 +1,119 @@
+"""ProactiveGatherEnv specifics beyond the shared conformance checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import gymnasium as gym
+import pytest
+from helpers import good_question
+
+import clarify_gym as cg
+from clarify_gym.env import ProactiveGatherEnv, is_stop
+
+
+def test_make_without_import_in_a_fresh_interpreter():
+    code = (
+        "import gymnasium as gym; env = gym.make('clarify_gym:ProactiveGather-v0'); "
+        "obs, info = env.reset(seed=0); print(info['task_id'], obs.startswith('## Task'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().endswith("True")
+
+
+def test_reset_options_pick_the_named_task():
+    env = gym.make("ProactiveGather-v0")
+    _, info = env.reset(options={"task_id": "cg-law-02"})
+    assert info["task_id"] == "cg-law-02" and info["num_hidden"] > 0
+    _, info = env.reset(options={"task_index": 0})
+    assert info["task_id"] == env.unwrapped.tasks[0].id
+    with pytest.raises(ValueError, match="unknown task_id"):
+        env.reset(options={"task_id": "nope"})
+    with pytest.raises(ValueError, match="task_index"):
+        env.reset(options={"task_index": 999})
+
+
+def test_observation_format_and_info_dialogue():
+    env = gym.make("ProactiveGather-v0", split="test")
+    obs, info = env.reset(seed=0)
+    masked = env.unwrapped.state.task
+    assert obs.startswith("## Task\n" + masked.visible_text)
+    assert "## Conversation\n(no questions yet)" in obs and "Questions asked: 0 of 5" in obs
+    q = good_question(env)
+    obs, _, _, _, info = env.step(q)
+    assert f"Assistant: {q}\nUser: {info['answer']}" in obs
+    assert info["dialogue"] == [
+        {"role": "assistant", "content": q},
+        {"role": "user", "content": info["answer"]},
+    ]
+    assert set(info["new_hidden_ids"]) <= masked.hidden_ids and info["elicited"] == tuple(
+        sorted(info["new_hidden_ids"])
+    )
+
+
+def test_budget_end_is_truncation_and_carries_metrics():
+    env = gym.make("ProactiveGather-v0", max_questions=2)
+    env.reset(seed=0)
+    _, _, terminated, truncated, info = env.step("Who is the audience?")
+    assert not (terminated or truncated) and "outline" not in info
+    _, _, terminated, truncated, info = env.step("What sections should the output have?")
+    assert truncated and not terminated
+    for key in (
+        "env/new_info",
+        "env/hidden_coverage",
+        "env/paper_reward",
+        "env/questions",
+        "env/redundant_rate",
+        "eval/checklist_score",
+        "outline",
+    ):
+        assert key in info
+    assert info["env/questions"] == 2
+
+
+def test_render_modes(capsys):
+    env = gym.make("ProactiveGather-v0", render_mode="ansi")
+    env.reset(seed=0)
+    env.step("Who is the audience?")
+    env.step("STOP")
+    text = env.render()
+    assert "Assistant: Who is the audience?" in text and "## Outline" in text
+    human = gym.make("ProactiveGather-v0", render_mode="human")
+    human.reset(seed=0)
+    assert human.render() is None
+    assert "## Task" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="render_mode"):
+        ProactiveGatherEnv(render_mode="rgb_array")
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="max_questions"):
+        ProactiveGatherEnv(max_questions=0)
+    with pytest.raises(ValueError, match="question_cost"):
+        ProactiveGatherEnv(question_cost=-1)
+    with pytest.raises(ValueError, match="unknown user"):
+        ProactiveGatherEnv(user="telepathic")
+    with pytest.raises(ValueError, match="unknown reward"):
+        ProactiveGatherEnv(reward="vibes")
+
+
+def test_harder_mask_policy_hides_input_sections():
+    task = cg.load_tasks("sample", split="test")[0]
+    section = cg.masking.parse_input_sections(task.example_input)[0][0]
+    env = ProactiveGatherEnv(
+        tasks=[task], mask_policy=cg.MaskPolicy(hidden_input_sections=(section,))
+    )
+    obs, info = env.reset(seed=0)
+    assert f"**{section}:**" not in obs
+    assert info["num_hidden"] > len(cg.mask(task).hidden_ids)
+
+
+def test_stop_forms():
+    assert all(
+        is_stop(a)
+        for a in ["STOP", "stop", " Stop. ", "[STOP]", "<stop>", "`STOP`", "**STOP**", "STOP!"]
+    )
+    assert not any(is_stop(a) for a in ["STOP asking", "don't stop", "stopwatch?", ""])
