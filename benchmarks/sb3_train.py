@@ -72,7 +72,7 @@ class SB3TrainConfig:
     """Settings of one benchmark run (each field is also a command-line option)."""
 
     algos: tuple[str, ...] = field(
-        default=("ppo", "a2c"), metadata={"help": "algorithms to train: ppo, a2c, dqn"}
+        default=("ppo", "a2c", "dqn"), metadata={"help": "algorithms to train: ppo, a2c, dqn"}
     )
     seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"help": "training seeds"})
     timesteps: int = field(default=200_000, metadata={"help": "env steps of training per run"})
