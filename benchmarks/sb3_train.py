@@ -5,13 +5,17 @@ trained model (its most likely action) and two reference policies on the ``test`
 (tasks never seen in training):
 
 * the random bank policy — uniform over the K bank questions and STOP, seeded;
-* the generic agent — TOP_GENERIC_QUESTIONS in order, through the bank.
+* the generic agent — TOP_GENERIC_QUESTIONS in order, through the bank;
+* the best fixed sequence — the 5 bank questions chosen greedily on the *train* tasks, asked in
+  that order whatever the task (what a policy gains by conditioning on the task and the
+  answers is what it gains over this one).
 
 Prints JSON and saves it as ``benchmarks/results/sb3.json`` (``ppo_vs_random`` = PPO's mean
 ``env/new_info`` on the test tasks ÷ the random policy's, beside the raw figures, the seeds,
 timesteps and wall time), each finished (algorithm, seed) run as one line of
-``sb3_runs.jsonl`` as soon as it ends (a rerun with the same settings reuses them; pass
-``--fresh`` to retrain), and the learning curves as ``sb3_learning_curve.png``.
+``sb3_runs.jsonl`` as soon as it ends, with its learning curve and every test episode (a rerun
+with the same settings reuses them; pass ``--fresh`` to retrain), and the learning curves as
+``sb3_learning_curve.png``.
 
 Run: ``python -m benchmarks.sb3_train`` or ``clarify-gym train-sb3`` (``--help`` for options).
 """
@@ -218,14 +222,14 @@ def train_one(cfg: SB3TrainConfig, algo: str, seed: int) -> dict[str, Any]:
 
 def plot_curves(results: dict[str, Any], path: Path) -> None:
     """The learning curves (test ``env/new_info`` over timesteps, one thin line per seed, the
-    mean thick) with the random and generic policies as horizontal lines, from ``results``
-    (the content of ``sb3.json``)."""
+    mean thick; PPO's mean on the train tasks dotted) with the reference policies and twice the
+    random policy as horizontal lines, from ``results`` (the content of ``sb3.json``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=100)
     colors = {"ppo": "tab:blue", "a2c": "tab:green", "dqn": "tab:purple"}
     for algo, block in results["algos"].items():
         color = colors.get(algo, "black")
@@ -242,9 +246,24 @@ def plot_curves(results: dict[str, Any], path: Path) -> None:
         xs = [curves[0][i]["timesteps"] for i in range(n)]
         mean = [float(np.mean([c[i]["test/new_info"] for c in curves])) for i in range(n)]
         ax.plot(xs, mean, color=color, linewidth=2, label=f"{algo.upper()} (mean of {len(curves)})")
-    for name, style in (("random", ":"), ("generic", "--")):
-        value = results["baselines"][name]["test"]["env/new_info"]
-        ax.axhline(value, color="gray", linestyle=style, label=f"{name} policy ({value:.2f})")
+        if algo == "ppo":
+            train = [float(np.mean([c[i]["train/new_info"] for c in curves])) for i in range(n)]
+            ax.plot(
+                xs, train, color=color, linestyle=":", linewidth=1.2, label="PPO on train tasks"
+            )
+    names = {
+        "random": "random bank policy",
+        "generic": "generic agent",
+        "greedy_fixed": "best fixed sequence (train)",
+    }
+    for name, style in (("random", ":"), ("generic", "--"), ("greedy_fixed", "-.")):
+        if name in results["baselines"]:
+            value = results["baselines"][name]["test"]["env/new_info"]
+            ax.axhline(value, color="gray", linestyle=style, label=f"{names[name]} ({value:.2f})")
+    target = 2 * results["baselines"]["random"]["test"]["env/new_info"]
+    ax.axhline(
+        target, color="tab:red", alpha=0.5, linewidth=0.8, label=f"2 x random ({target:.2f})"
+    )
     ax.set_xlabel("training timesteps (train split)")
     ax.set_ylabel("env/new_info on held-out test tasks")
     ax.set_title(f"{ENV_ID}: hidden sentences elicited per episode")
@@ -275,7 +294,11 @@ def benchmark(cfg: SB3TrainConfig) -> dict[str, Any]:
     import torch
 
     import clarify_gym
-    from clarify_gym.integrations.sb3 import GenericBankPolicy, RandomBankPolicy
+    from clarify_gym.integrations.sb3 import (
+        GenericBankPolicy,
+        RandomBankPolicy,
+        greedy_fixed_sequence,
+    )
 
     torch.set_num_threads(cfg.torch_threads)
     out = Path(cfg.out)
@@ -286,11 +309,13 @@ def benchmark(cfg: SB3TrainConfig) -> dict[str, Any]:
     started = time.perf_counter()
 
     baselines: dict[str, Any] = {}
+    fixed = greedy_fixed_sequence(gym.make(ENV_ID, **cfg.env_kwargs(cfg.train_split)))
     for split_name, split in (("train", cfg.train_split), ("test", cfg.test_split)):
         env = gym.make(ENV_ID, **cfg.env_kwargs(split))
         for name, policy, episodes in (
             ("random", RandomBankPolicy(env, seed=0), cfg.random_episodes),
             ("generic", GenericBankPolicy(env), 1),
+            ("greedy_fixed", GenericBankPolicy(env, fixed), 1),
         ):
             evaluated = _evaluate(env, policy, episodes=episodes)
             if split_name == "train":
@@ -318,7 +343,15 @@ def benchmark(cfg: SB3TrainConfig) -> dict[str, Any]:
             "test/new_info_per_seed": test,
             "train/new_info_mean": float(np.mean([r["train"]["env/new_info"] for r in rows])),
             "vs_random": float(np.mean(test)) / baselines["random"]["test"]["env/new_info"],
-            "runs": rows,
+            # per-episode rows stay in sb3_runs.jsonl
+            "runs": [
+                {
+                    **row,
+                    "train": {k: v for k, v in row["train"].items() if k != "per_episode"},
+                    "test": {k: v for k, v in row["test"].items() if k != "per_episode"},
+                }
+                for row in rows
+            ],
         }
 
     random_test = baselines["random"]["test"]["env/new_info"]
@@ -343,6 +376,7 @@ def benchmark(cfg: SB3TrainConfig) -> dict[str, Any]:
             "wall_s_this_invocation": round(time.perf_counter() - started, 1),
         },
         "baselines": baselines,
+        "greedy_fixed_sequence": list(fixed),
         "algos": algos,
     }
     if "ppo" in algos:
@@ -352,6 +386,9 @@ def benchmark(cfg: SB3TrainConfig) -> dict[str, Any]:
         results["ppo_vs_generic"] = (
             ppo["test/new_info_mean"] / baselines["generic"]["test"]["env/new_info"]
         )
+        results["ppo_vs_greedy_fixed"] = (
+            ppo["test/new_info_mean"] / baselines["greedy_fixed"]["test"]["env/new_info"]
+        )
         results["target_ppo_vs_random_2x_met"] = results["ppo_vs_random"] >= 2.0
     _write_json(out / "sb3.json", results)
     plot_curves(results, out / "sb3_learning_curve.png")
@@ -360,7 +397,11 @@ def benchmark(cfg: SB3TrainConfig) -> dict[str, Any]:
 
 def _summary(results: dict[str, Any]) -> dict[str, Any]:
     """The JSON printed on stdout: the headline figures, without per-episode rows and curves."""
-    brief = {k: v for k, v in results.items() if k not in ("algos", "baselines", "metadata")}
+    brief = {
+        k: v
+        for k, v in results.items()
+        if k not in ("algos", "baselines", "metadata", "greedy_fixed_sequence")
+    }
     brief["baselines"] = {
         name: {split: block[split]["env/new_info"] for split in block}
         for name, block in results["baselines"].items()

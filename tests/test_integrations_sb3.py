@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from agents.baselines import GenericAgent
 from clarify_gym.cli import main
 from clarify_gym.env import ProactiveGatherEnv
 from clarify_gym.integrations.sb3 import (
@@ -45,10 +46,15 @@ def test_generic_policy_is_the_generic_agent_through_the_bank(test_env):
     order = [GENERIC_QUESTIONS.index(q) for q in TOP_GENERIC_QUESTIONS[:5]]
     assert all(list(r.actions) == order for r in results)
     text_env = ProactiveGatherEnv(split="test")
+    agent = GenericAgent()
     for r in results:
-        text_env.reset(options={"task_id": r.task_id})
-        for q in TOP_GENERIC_QUESTIONS[:5]:
-            *_, info = text_env.step(q)
+        obs, _ = text_env.reset(options={"task_id": r.task_id})
+        agent.reset()
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = text_env.step(agent.act(obs))
+            done = terminated or truncated
+        assert [m["content"] for m in info["dialogue"][::2]] == list(TOP_GENERIC_QUESTIONS[:5])
         assert r.new_info == info["env/new_info"]
         assert r.checklist_score == info["eval/checklist_score"]
 
@@ -100,7 +106,9 @@ def test_train_sb3_cli_writes_results_curve_and_resumes(tmp_path, capsys):
     assert len(saved["baselines"]["random"]["test"]["per_episode"]) == 12 * 2
     [run] = saved["algos"]["ppo"]["runs"]
     assert run["timesteps"] >= 256 and run["curve"][0]["timesteps"] == 0
-    assert len(run["test"]["per_episode"]) == 12
+    [row] = [json.loads(line) for line in (tmp_path / "sb3_runs.jsonl").read_text().splitlines()]
+    assert len(row["test"]["per_episode"]) == 12
+    assert row["test"]["env/new_info"] == run["test"]["env/new_info"] == ppo_test
     assert (tmp_path / "sb3_learning_curve.png").stat().st_size > 10_000
     # a second invocation with the same settings reuses the saved run
     assert main(args) == 0

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from tiny_lm import tiny_tokenizer
 
 from agents.prompts import observation_to_messages
 from clarify_gym.env import ProactiveGatherEnv
@@ -113,41 +114,12 @@ def test_reward_errors_say_how_to_fix():
         reward_fn([row["prompt"]], ["a?"], task_id=["no-such-task"])
 
 
-def _tiny_bpe_tokenizer(vocab_size: int = 1024):
-    """A byte-level BPE trained on the bundled tasks, ChatML template, in a fraction of a second."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from agents.models import QWEN25_CHAT_TEMPLATE
-
-    texts = [r["prompt"][0]["content"] + r["prompt"][1]["content"] for r in build_prompts("sample")]
-    texts += list(GENERIC_QUESTIONS)
-    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(
-        texts,
-        trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            special_tokens=special,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        ),
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>"
-    )
-    fast.chat_template = QWEN25_CHAT_TEMPLATE
-    fast.padding_side = "left"
-    return fast
-
-
 def test_grpo_example_runs_one_step_on_a_tiny_model_offline(tmp_path):
     pytest.importorskip("trl")
     spec = importlib.util.spec_from_file_location("trl_grpo_example", EXAMPLE)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    tokenizer = _tiny_bpe_tokenizer()
+    tokenizer = tiny_tokenizer()  # BPE trained on the bundled tasks, ChatML
     model = example.tiny_model(len(tokenizer))
     trainer = example.run_grpo(
         model,

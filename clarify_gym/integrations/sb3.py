@@ -9,6 +9,8 @@ an env (e.g. the held-out ``test`` split) and returns one :class:`EpisodeResult`
 * :class:`GenericBankPolicy` — the generic agent through the bank: the questions of
   :data:`~clarify_gym.questions.TOP_GENERIC_QUESTIONS`, in order.
 * :class:`SB3BankPolicy` — a trained stable-baselines3 model (``model.predict``).
+* :func:`greedy_fixed_sequence` — the best fixed question sequence found greedily on some
+  tasks (e.g. the train split), to play with :class:`GenericBankPolicy` on others.
 
 >>> import gymnasium as gym
 >>> env = gym.make("ProactiveGatherBank-v0", split="test")
@@ -35,6 +37,7 @@ __all__ = [
     "RandomBankPolicy",
     "SB3BankPolicy",
     "evaluate_bank_policy",
+    "greedy_fixed_sequence",
     "summarize",
 ]
 
@@ -172,6 +175,31 @@ def evaluate_bank_policy(
             s = seed + i * episodes_per_task + j
             results.append(run_episode(env, policy, task_id=task.id, seed=s))
     return results
+
+
+def greedy_fixed_sequence(env: gym.Env, length: int | None = None) -> tuple[str, ...]:
+    """The fixed question sequence built greedily on the tasks of ``env``: at each position, the
+    bank question that most raises the mean ``env/new_info`` over every task (ties: the earlier
+    bank question). It ignores the task and the answers, so it is the reference a policy has to
+    beat by conditioning on them. ``length`` defaults to the env's ``max_questions``.
+
+    >>> import gymnasium as gym
+    >>> seq = greedy_fixed_sequence(gym.make("ProactiveGatherBank-v0", split="train"), 2)
+    >>> len(seq), len(set(seq))
+    (2, 2)
+    """
+    bank = _bank(env)
+    length = int(env.get_wrapper_attr("max_questions")) if length is None else length
+    chosen: list[str] = []
+    for _ in range(length):
+        scores = [
+            summarize(evaluate_bank_policy(env, GenericBankPolicy(env, [*chosen, q])))[
+                "env/new_info"
+            ]
+            for q in bank
+        ]
+        chosen.append(bank[int(np.argmax(scores))])
+    return tuple(chosen)
 
 
 def summarize(results: Sequence[EpisodeResult]) -> dict[str, float]:
