@@ -1,7 +1,7 @@
 """Train stable-baselines3 agents on ProactiveGatherBank-v0 and test them on held-out tasks.
 
 Trains SB3 PPO (and A2C / DQN) on the ``train`` split of the tasks, then evaluates every
-trained model (its most likely action) and two reference policies on the ``test`` split
+trained model (its most likely action) and three reference policies on the ``test`` split
 (tasks never seen in training):
 
 * the random bank policy — uniform over the K bank questions and STOP, seeded;
