@@ -143,11 +143,25 @@ def load_tokenizer(spec: str | os.PathLike[str], *, padding_side: str = "left") 
     return tokenizer
 
 
+def _is_plain_checkpoint(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished conversion (a config without a quantizer)."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return "quantization_config" not in config
+
+
 def _converted(source: ModelSource) -> Path:
     """A plain checkpoint (safetensors + tokenizer) of a GGUF model, made once in the cache."""
     target = cache_dir() / "models" / (source.name or Path(source.gguf_file or "model").stem)
-    if (target / "config.json").exists():
+    if _is_plain_checkpoint(target):
         return target
+    if target.exists():  # made by an older clarify-gym that kept the GGUF quantizer attached
+        logger.info("replacing the stale conversion in %s", target)
+        shutil.rmtree(target, ignore_errors=True)
     transformers = _transformers()
     import torch
 
@@ -156,7 +170,10 @@ def _converted(source: ModelSource) -> Path:
         source.path, gguf_file=source.gguf_file, dtype=torch.float32
     )
     tokenizer = transformers.AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
-    plain = transformers.AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):  # the weights are dequantised: not a GGUF model any more
+        del config.quantization_config
+    plain = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
     missing = [m for m in missing if not m.endswith("lm_head.weight")]  # tied to the embedding
     if missing or unexpected:
@@ -172,7 +189,7 @@ def _converted(source: ModelSource) -> Path:
         os.replace(tmp, target)  # atomic: a crash leaves no half-written checkpoint
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if (target / "config.json").exists():  # another process won the race
+        if _is_plain_checkpoint(target):  # another process won the race
             return target
         raise
     return target
