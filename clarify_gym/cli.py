@@ -17,6 +17,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 #: name -> (module providing add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "tasks": ("clarify_gym.cli_tasks", "list and inspect tasks and what is hidden"),
+    "train": ("agents.ppo.cli", "train an LLM questioner with multi-turn PPO (LoRA)"),
 }
 
 
