@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     result = train(cfg, resume=args.resume)
+    if not result.main_process:
+        return 0
     if result.history:
         last = result.history[-1]
         keys = ("env/return", "env/hidden_coverage", "objective/kl", "charts/iteration_s")

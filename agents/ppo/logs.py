@@ -62,6 +62,7 @@ def plot_learning_curve(metrics_file: str | os.PathLike[str], png: str | os.Path
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rows = read_metrics(metrics_file)
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
@@ -77,6 +78,7 @@ def plot_learning_curve(metrics_file: str | os.PathLike[str], png: str | os.Path
                 ax.plot(xs, ys, marker="o", markersize=3, label=key)
         ax.set_title(title)
         ax.set_xlabel("update")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -142,7 +143,10 @@ def setup(
             f"{out} already holds checkpoints of a run: pass --resume {out} to continue it, "
             "or choose another --output-dir"
         )
+    # torchrun/accelerate on CPUs only: without cpu=True every process would train on its own
+    cpu_only = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     accelerator = Accelerator(
+        cpu=cpu_only,
         mixed_precision=cfg.log.mixed_precision,
         log_with="tensorboard" if cfg.log.tensorboard else None,
         project_dir=str(out),
@@ -369,6 +373,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     model: PolicyValueModel | None = None
     tokenizer: Any = None
+    main_process: bool = True
 
 
 def _flat_config(cfg: TrainConfig) -> dict[str, Any]:
@@ -437,4 +442,4 @@ def train(
                 env.close()
         if main and (out / "metrics.jsonl").exists():
             plot_learning_curve(out / "metrics.jsonl", out / "learning_curve.png")
-    return TrainResult(out, last, history, state.policy, state.tokenizer)
+    return TrainResult(out, last, history, state.policy, state.tokenizer, main)
