@@ -221,22 +221,15 @@ def trl_python() -> Path:
 def tiny_reward_model(model_dir: Path, vocab: int) -> Path:
     """A random 2-layer Qwen2 classifier over ``vocab`` tokens (TRL's reward model)."""
     import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForSequenceClassification
+    from transformers import AutoTokenizer, Qwen2ForSequenceClassification
 
     from agents.models import cache_dir
+    from agents.ppo.model import tiny_qwen2_config
 
     target = cache_dir() / "models" / f"tiny-reward-{vocab}"
     if (target / "config.json").exists():
         return target
-    config = Qwen2Config(
-        vocab_size=vocab,
-        hidden_size=64,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_labels=1,
-    )
+    config = tiny_qwen2_config(vocab, num_labels=1)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = Qwen2ForSequenceClassification(config)

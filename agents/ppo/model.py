@@ -47,6 +47,7 @@ __all__ = [
     "save_policy",
     "stop_token_ids",
     "tiny_checkpoint",
+    "tiny_qwen2_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,21 @@ def build_tiny_tokenizer(vocab_size: int = 2048) -> Any:
     return fast
 
 
+def tiny_qwen2_config(vocab_size: int, **overrides: Any) -> Any:
+    """A ``Qwen2Config`` of the tiny size: hidden 64, intermediate 256, 2 layers, 4 query and 2
+    key-value heads."""
+    from transformers import Qwen2Config
+
+    dims = {
+        "hidden_size": 64,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    }
+    return Qwen2Config(vocab_size=vocab_size, **{**dims, **overrides})
+
+
 def tiny_checkpoint() -> Path:
     """The folder of the tiny model (config, weights, tokenizer), built once in the cache.
 
@@ -121,16 +137,11 @@ def tiny_checkpoint() -> Path:
     target = cache_dir() / "models" / f"tiny-qwen2-ppo-v{_TINY_VERSION}"
     if (target / "config.json").exists():
         return target
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
     tokenizer = build_tiny_tokenizer()
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+    config = tiny_qwen2_config(
+        len(tokenizer),
         max_position_embeddings=4096,
         tie_word_embeddings=True,
         initializer_range=_TINY_INIT,
@@ -160,14 +171,14 @@ def resolve_base(spec: str) -> str:
     return str(tiny_checkpoint()) if spec == TINY else spec
 
 
-def stop_token_ids(tokenizer: Any, model_config: Any = None) -> list[int]:
+def stop_token_ids(tokenizer: Any, model: Any = None) -> list[int]:
     """Token ids that end a turn: the tokenizer's EOS, ``<|im_end|>`` if the vocabulary has it,
-    and the model's generation EOS ids."""
+    and the EOS ids of the model's generation config."""
     ids = {tokenizer.eos_token_id}
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
         ids.add(im_end)
-    eos = getattr(getattr(model_config, "generation_config", None), "eos_token_id", None)
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     ids.update(eos if isinstance(eos, list) else [eos])
     return sorted(i for i in ids if isinstance(i, int) and i >= 0)
 
