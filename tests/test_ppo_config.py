@@ -113,3 +113,15 @@ def test_accelerate_config_files_load(name):
         )
     if name == "fsdp":  # frozen base and trainable LoRA weights share each wrapped layer
         assert config.fsdp_config["fsdp_use_orig_params"] is True
+
+
+def test_memory_budget_document_is_what_the_script_computes():
+    from agents.ppo.memory import QWEN25_7B, budget, to_markdown
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "memory_budget.md"
+    assert doc.read_text() == to_markdown(QWEN25_7B, preset("qwen2.5-7b"), "qwen2.5-7b"), (
+        "docs/memory_budget.md is stale: run python -m agents.ppo.memory --out docs/memory_budget.md"
+    )
+    phases = budget(QWEN25_7B, preset("qwen2.5-7b"))
+    peak = max(sum(gib for _, gib, _ in rows) for rows in phases.values())
+    assert 14 < peak < 80  # at least the weights; fits one 80 GB GPU
