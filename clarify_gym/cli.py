@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "benchmarks.sb3_train",
         "train stable-baselines3 PPO/A2C/DQN on ProactiveGatherBank-v0, test on held-out tasks",
     ),
+    "train": ("agents.ppo.cli", "train an LLM questioner with multi-turn PPO (LoRA)"),
 }
 
 

@@ -1,0 +1,14 @@
+"""Token-level multi-turn PPO for LLM questioners (LoRA, one shared backbone, accelerate).
+
+Modules, in reading order: :mod:`~agents.ppo.config` (dataclass settings, presets),
+:mod:`~agents.ppo.core` (masked statistics, GAE, PPO losses), :mod:`~agents.ppo.model` (policy,
+reference and value head on one backbone), :mod:`~agents.ppo.rollout` (multi-turn episodes as
+token sequences), :mod:`~agents.ppo.trainer` (the loop), :mod:`~agents.ppo.checkpoint`,
+:mod:`~agents.ppo.logs`, :mod:`~agents.ppo.cli` (``clarify-gym train``) and
+:mod:`~agents.ppo.memory` (the GPU memory budget of a preset). Importing this package is light:
+torch and transformers load only in the modules that need them.
+"""
+
+from agents.ppo.config import PRESETS, TrainConfig, preset
+
+__all__ = ["PRESETS", "TrainConfig", "preset"]

