@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -103,3 +104,14 @@ def fake_llm(_fake_llm_server, monkeypatch, tmp_path):
     monkeypatch.setenv("CLARIFY_GYM_LLM_CACHE", str(tmp_path / "llm-cache"))
     yield server
     server.clear_faults()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """accelerate keeps one process-wide state: a test that builds an Accelerator (TRL's GRPO,
+    our PPO) must not fix the settings of the next one."""
+    yield
+    state = sys.modules.get("accelerate.state")
+    if state is not None:
+        state.AcceleratorState._reset_state(reset_partial_state=True)
+        state.GradientState._reset_state()
