@@ -18,6 +18,7 @@ to batch episodes.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -122,8 +123,9 @@ class HFAgent(Agent):
     """A local causal LM that asks one question per turn (see the module docstring).
 
     Args:
-        model: A model spec (hub id, folder, ``.gguf`` file, ``"smollm2-135m"``) or a loaded
-            ``PreTrainedModel``.
+        model: A model spec (hub id, folder, ``.gguf`` file, ``"smollm2-135m"``), a loaded
+            ``PreTrainedModel``, or a ``clarify-gym train`` checkpoint folder (its base model,
+            adapter and tokenizer are loaded from what the checkpoint names).
         adapter: A LoRA adapter folder saved by peft (``adapter_config.json`` +
             ``adapter_model.safetensors``); other files in it (e.g. a value head) are ignored.
         tokenizer: A tokenizer spec or object (default: the model's own).
@@ -165,6 +167,11 @@ class HFAgent(Agent):
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if do_sample and (temperature <= 0 or not 0 < top_p <= 1):
             raise ValueError("sampling needs temperature > 0 and 0 < top_p <= 1")
+        checkpoint = _ppo_checkpoint(model) if adapter is None else None
+        if checkpoint is not None:  # a `clarify-gym train` checkpoint: its base model + adapter
+            adapter, name = model, name or f"ppo:{model}"
+            tokenizer = tokenizer if tokenizer is not None else model
+            model = checkpoint
         self.model_spec = model if isinstance(model, (str, os.PathLike)) else type(model).__name__
         self.adapter = str(adapter) if adapter is not None else None
         if isinstance(model, (str, os.PathLike)):
@@ -283,6 +290,19 @@ class HFAgent(Agent):
             **({"temperature": self.temperature, "top_p": self.top_p} if self.do_sample else {}),
             "parameters": int(sum(p.numel() for p in self.model.parameters())),
         }
+
+
+def _ppo_checkpoint(model: Any) -> str | None:
+    """The base model spec of a ``clarify-gym train`` checkpoint folder (it holds the adapter
+    and ``clarify_gym_ppo.json``), or None when ``model`` is not one."""
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    meta = Path(model).expanduser() / "clarify_gym_ppo.json"
+    if not meta.is_file():
+        return None
+    info = json.loads(meta.read_text(encoding="utf-8"))
+    local = info.get("base_model_path")
+    return local if local and Path(local).is_dir() else str(info["base_model"])
 
 
 def _load_adapter(model: Any, adapter: str | os.PathLike[str], *, merge: bool) -> Any:

@@ -32,6 +32,7 @@ __all__ = [
     "QWEN25_CHAT_TEMPLATE",
     "ModelSource",
     "cache_dir",
+    "converted_checkpoint",
     "load_causal_lm",
     "load_tokenizer",
     "resolve_model",
@@ -133,7 +134,7 @@ def load_tokenizer(spec: str | os.PathLike[str], *, padding_side: str = "left") 
     else:
         source = resolve_model(spec)
         if source.gguf_file:
-            folder = _converted(source)
+            folder = converted_checkpoint(source)
             tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
         else:
             tokenizer = transformers.AutoTokenizer.from_pretrained(source.path)
@@ -154,7 +155,7 @@ def _is_plain_checkpoint(folder: Path) -> bool:
     return "quantization_config" not in config
 
 
-def _converted(source: ModelSource) -> Path:
+def converted_checkpoint(source: ModelSource) -> Path:
     """A plain checkpoint (safetensors + tokenizer) of a GGUF model, made once in the cache."""
     target = cache_dir() / "models" / (source.name or Path(source.gguf_file or "model").stem)
     if _is_plain_checkpoint(target):
@@ -171,7 +172,9 @@ def _converted(source: ModelSource) -> Path:
     )
     tokenizer = transformers.AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
     config = loaded.config
-    if hasattr(config, "quantization_config"):  # the weights are dequantised: not a GGUF model any more
+    if hasattr(
+        config, "quantization_config"
+    ):  # the weights are dequantised: not a GGUF model any more
         del config.quantization_config
     plain = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
@@ -204,7 +207,7 @@ def load_causal_lm(
     import torch
 
     source = resolve_model(spec)
-    path = str(_converted(source)) if source.gguf_file else source.path
+    path = str(converted_checkpoint(source)) if source.gguf_file else source.path
     model = transformers.AutoModelForCausalLM.from_pretrained(
         path, dtype=dtype or torch.float32, **kwargs
     )

@@ -276,9 +276,9 @@ def compare(model: str, args: argparse.Namespace, trl: Path, workdir: Path) -> d
 
     model_dir = Path(resolve_base(model)) if model == "tiny" else None
     if model_dir is None:
-        from agents.models import _converted, resolve_model
+        from agents.models import converted_checkpoint, resolve_model
 
-        model_dir = _converted(resolve_model(model))  # the plain checkpoint TRL can load
+        model_dir = converted_checkpoint(resolve_model(model))  # the plain checkpoint TRL can load
     tokenizer = load_tokenizer(str(model_dir))
     spec: dict[str, Any] = {
         "model_spec": model,

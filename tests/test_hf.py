@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import gymnasium as gym
 import pytest
 
@@ -112,3 +114,15 @@ def test_resolve_dtype_and_bad_arguments(model_dir):
         resolve_dtype("int3")
     with pytest.raises(ValueError, match="max_new_tokens"):
         HFAgent(str(model_dir), max_new_tokens=0)
+
+
+def test_ppo_checkpoint_names_its_base_model(tmp_path):
+    from agents.hf import _ppo_checkpoint
+
+    assert _ppo_checkpoint(tmp_path) is None  # not a checkpoint
+    meta = {"base_model": "Qwen/Qwen2.5-7B-Instruct", "base_model_path": str(tmp_path / "gone")}
+    (tmp_path / "clarify_gym_ppo.json").write_text(json.dumps(meta))
+    # trained elsewhere: the local path is missing here, so the hub id is used
+    assert _ppo_checkpoint(tmp_path) == "Qwen/Qwen2.5-7B-Instruct"
+    (tmp_path / "gone").mkdir()
+    assert _ppo_checkpoint(tmp_path) == str(tmp_path / "gone")

@@ -152,3 +152,17 @@ def test_cli_trains_two_updates_of_the_tiny_preset_and_resumes(tmp_path, capsys)
     assert saved["ppo"]["episodes_per_batch"] == 8 and saved["log"]["updates"] == 3
     checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert checkpoints == ["update-000002", "update-000003"]  # keep_checkpoints = 2
+    # the trained checkpoint benchmarks as it is: `clarify-gym bench --agents hf:<checkpoint>`
+    ckpt = out / "checkpoints" / "update-000003"
+    bench = tmp_path / "bench"
+    with one_thread():
+        argv = ["bench", "--agents", f"hf:{ckpt}", "--split", "test", "--episodes", "2"]
+        assert main([*argv, "--out", str(bench), "--no-plots", "--no-progress"]) == 0
+    lines = (bench / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    results = [json.loads(line) for line in lines]
+    assert len(results) == 2 and all(
+        r["env/questions"] >= 1 or r["dialogue"] == [] for r in results
+    )
+    meta = json.loads((bench / "metadata.json").read_text(encoding="utf-8"))
+    (described,) = meta["agents"].values()
+    assert described["adapter"] == str(ckpt)  # base model + adapter loaded from the checkpoint

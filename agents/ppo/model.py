@@ -298,10 +298,10 @@ def build_policy_value_model(
 
 def _local_path(spec: str) -> str:
     """The folder transformers can load a base model from (for adapter_config.json)."""
-    from agents.models import _converted, resolve_model
+    from agents.models import converted_checkpoint, resolve_model
 
     source = resolve_model(spec)
-    return str(_converted(source)) if source.gguf_file else source.path
+    return str(converted_checkpoint(source)) if source.gguf_file else source.path
 
 
 def save_policy(
