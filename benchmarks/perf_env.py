@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 import clarify_gym
+from benchmarks.runfiles import write_json_atomic
 from clarify_gym.env import ProactiveGatherEnv
 from clarify_gym.masking import mask
 from clarify_gym.tasks import Task
@@ -192,8 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["targets"]["met_linear"] = (
         result["cost_ratio_200_vs_20"] <= result["sentence_ratio_200_vs_20"]
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(args.out, result)
     print(json.dumps(result, indent=2))
     return result
 

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.runfiles import write_json_atomic
+
 RESULTS = Path(__file__).parent / "results" / "perf_llm.json"
 CONCURRENCY = (1, 4, 16, 32)
 QUESTIONS_PER_EPISODE = 5
@@ -139,8 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "target": "speedup >= 0.8 * N",
         "met": {n: speedup[n] >= 0.8 * int(n) for n in speedup},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(args.out, result)
     print(json.dumps(result, indent=2))
     return result
 

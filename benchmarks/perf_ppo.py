@@ -44,6 +44,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.runfiles import write_json_atomic
+
 RESULTS = Path(__file__).parent / "results" / "perf_ppo.json"
 TRL_PINS = (
     "trl==1.12.0",
@@ -368,10 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n", encoding="utf-8")
+    print(json.dumps(report, indent=2))
+    write_json_atomic(args.out, report)
     return 0
 
 

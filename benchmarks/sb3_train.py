@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.runfiles import git_commit, write_json_atomic
 
 __all__ = ["ALGO_KWARGS", "SB3TrainConfig", "add_arguments", "main", "plot_curves", "run"]
 
@@ -127,26 +128,6 @@ class SB3TrainConfig:
         }
         keep["algo_kwargs"] = ALGO_KWARGS
         return hashlib.sha1(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # atomic
 
 
 def _evaluate(env: Any, policy: Any, episodes: int = 1, seed: int = 0) -> dict[str, Any]:
@@ -365,7 +346,7 @@ def benchmark(cfg: SB3TrainConfig) -> dict[str, Any]:
             "config": dataclasses.asdict(cfg),
             "run_key": key,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
             "versions": {
                 "clarify_gym": clarify_gym.__version__,
                 "stable_baselines3": sb3.__version__,
@@ -390,7 +371,7 @@ def benchmark(cfg: SB3TrainConfig) -> dict[str, Any]:
             ppo["test/new_info_mean"] / baselines["greedy_fixed"]["test"]["env/new_info"]
         )
         results["target_ppo_vs_random_2x_met"] = results["ppo_vs_random"] >= 2.0
-    _write_json(out / "sb3.json", results)
+    write_json_atomic(out / "sb3.json", results)
     plot_curves(results, out / "sb3_learning_curve.png")
     return results
 

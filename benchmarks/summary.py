@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clarify_gym.env import EPISODE_METRICS
 from clarify_gym.errors import MissingDependencyError
 
 __all__ = [
@@ -31,14 +32,7 @@ __all__ = [
 ]
 
 #: The glossary metrics the table reports, with their column titles.
-METRICS: dict[str, str] = {
-    "env/new_info": "new info",
-    "env/hidden_coverage": "hidden coverage",
-    "env/paper_reward": "paper reward",
-    "env/questions": "questions",
-    "env/redundant_rate": "redundant rate",
-    "eval/checklist_score": "checklist score",
-}
+METRICS: dict[str, str] = {key: key.split("/")[1].replace("_", " ") for key in EPISODE_METRICS}
 
 
 def _betacf(a: float, b: float, x: float) -> float:

@@ -17,6 +17,8 @@ import argparse
 import json
 from typing import Any
 
+from clarify_gym.env import EPISODE_METRICS
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -45,14 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _metrics(info: dict[str, Any]) -> str:
-    keys = (
-        "env/new_info",
-        "env/hidden_coverage",
-        "env/paper_reward",
-        "env/questions",
-        "env/redundant_rate",
-        "eval/checklist_score",
-    )
+    keys = EPISODE_METRICS
     return "\n".join(
         f"  {k:<22} {info[k]:.3f}" if isinstance(info[k], float) else f"  {k:<22} {info[k]}"
         for k in keys

@@ -32,9 +32,18 @@ from clarify_gym.tasks import Task, load_tasks
 from clarify_gym.users import Answer, SimulatedUser, make_user
 from clarify_gym.writing import Judge, Writer, make_judge, make_writer
 
-__all__ = ["STOP", "ProactiveGatherEnv", "is_stop"]
+__all__ = ["EPISODE_METRICS", "STOP", "ProactiveGatherEnv", "is_stop"]
 
 STOP = "STOP"
+#: The episode metrics the last step's info carries (the glossary in the README).
+EPISODE_METRICS = (
+    "env/new_info",
+    "env/hidden_coverage",
+    "env/paper_reward",
+    "env/questions",
+    "env/redundant_rate",
+    "eval/checklist_score",
+)
 _WORDLIKE = re.compile(r"[^\W_]")  # a letter or digit, in any script
 _STOP_STRIP = " \t\n[]<>().!\"'`*"
 _INVALID_ANSWERS = {

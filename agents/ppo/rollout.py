@@ -30,9 +30,9 @@ import torch
 
 from agents.ppo.config import RolloutSettings
 from agents.prompts import observation_to_messages, parse_reply
+from clarify_gym.env import EPISODE_METRICS
 
 __all__ = [
-    "ENV_METRICS",
     "Episode",
     "RewardFn",
     "encode",
@@ -45,16 +45,6 @@ logger = logging.getLogger(__name__)
 
 #: reward_fn(reply text, env reward, env info) -> the reward PPO uses for that reply.
 RewardFn = Callable[[str, float, dict[str, Any]], float]
-
-#: End-of-episode metrics copied from the env's last info.
-ENV_METRICS = (
-    "env/new_info",
-    "env/hidden_coverage",
-    "env/paper_reward",
-    "env/questions",
-    "env/redundant_rate",
-    "eval/checklist_score",
-)
 
 
 @dataclass
@@ -255,5 +245,5 @@ def _step(
 
 def _finish(episode: Episode, info: dict[str, Any], how: str) -> bool:
     episode.ended_by = how
-    episode.metrics = {k: float(info[k]) for k in ENV_METRICS if k in info}
+    episode.metrics = {k: float(info[k]) for k in EPISODE_METRICS if k in info}
     return False

@@ -47,7 +47,8 @@ from agents.ppo.model import (
     save_policy,
     stop_token_ids,
 )
-from agents.ppo.rollout import ENV_METRICS, Episode, RewardFn, play_episodes
+from agents.ppo.rollout import Episode, RewardFn, play_episodes
+from clarify_gym.env import EPISODE_METRICS
 
 __all__ = [
     "Batch",
@@ -300,7 +301,9 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
     replies = sum(len(e.replies) for e in episodes)
     local = {
         "env/return": float(np.mean([e.env_return for e in episodes])),
-        **{k: float(np.mean([e.metrics.get(k, np.nan) for e in episodes])) for k in ENV_METRICS},
+        **{
+            k: float(np.mean([e.metrics.get(k, np.nan) for e in episodes])) for k in EPISODE_METRICS
+        },
         "objective/kl": float(kl.sum(1).mean()),
         "objective/kl_coef": beta,
         "objective/reward": float(rewards.sum(1).mean()),
