@@ -192,3 +192,10 @@ def test_vector_envs_step_correctly(vector_cls):
         assert (total >= 0).all() and (total <= 1).all()
     finally:
         venv.close()
+
+
+@pytest.mark.parametrize("env_id", [i for i in clarify_gym.ENV_IDS if "Bank" in i])
+def test_check_env_bank_ids(env_id):
+    """Gymnasium's own checker on the wrapped (Discrete/Box) ids; the LLM id is checked in
+    tests/test_llm_conformance.py against the fake server."""
+    check_env(gym.make(env_id, disable_env_checker=True), skip_render_check=True)
