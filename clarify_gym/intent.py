@@ -12,7 +12,8 @@ asks back what the assistant wants to know, and cites nothing) for:
 - statements that ask nothing (a pasted sentence of the task): no question mark and no
   question or request form.
 
-A bare one- or two-word question ("Tone?", "Drug names?") is a question, as a person reads it.
+A bare one- or two-word message ("Tone?", "Drug names", "procedure") is a question, as a person
+reads it.
 Otherwise the message is split into its questions, in order (:attr:`Reading.parts`), so that
 the user can answer the first question first within its sentence budget.
 
@@ -117,6 +118,6 @@ def read_message(text: str) -> Reading:
         or words[0] in _OPENERS
         or (len(words) > 1 and words[0] in _LEADS and words[1] in _OPENERS)
     )
-    if not asks and not re.search(r"\b(i|we) (need|want|would like) to know\b", text, re.I):
+    if not asks and len(words) > 2 and not re.search(r"\b(i|we) (need|want|would like) to know\b", text, re.I):
         return Reading("unclear", "statement")
     return Reading("question", None, _split(text))

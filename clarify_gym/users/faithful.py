@@ -104,12 +104,12 @@ class FaithfulScorer:
     """
 
     min_score: float = 1.5
-    min_ratio: float = 0.8
+    min_ratio: float = 0.7
     topic_weight: float = 1.0
-    field_bonus: float = 8.0
+    field_bonus: float = 5.0
     embed_weight: float = 0.0
     #: The best match is visible (a pointer) unless a hidden one scores this share of it.
-    hidden_ratio: float = 0.7
+    hidden_ratio: float = 0.5
     #: Multiplies the scores of sentences the assistant sees (their words are the question's).
     visible_weight: float = 0.6
     embedder: EmbeddingScorer | None = None
@@ -197,7 +197,9 @@ class FaithfulUser:
         if self.scorer == "lexical":
             self.scorer = FaithfulScorer()
         elif self.scorer == "hybrid":
-            self.scorer = FaithfulScorer(embed_weight=4.0, embedder=EmbeddingScorer())
+            self.scorer = FaithfulScorer(
+                min_score=3.0, embed_weight=6.0, embedder=EmbeddingScorer()
+            )
         elif isinstance(self.scorer, str):
             raise ValueError(
                 f"unknown scorer {self.scorer!r}; use 'lexical', 'hybrid' or a FaithfulScorer"
