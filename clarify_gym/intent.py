@@ -118,6 +118,10 @@ def read_message(text: str) -> Reading:
         or words[0] in _OPENERS
         or (len(words) > 1 and words[0] in _LEADS and words[1] in _OPENERS)
     )
-    if not asks and len(words) > 2 and not re.search(r"\b(i|we) (need|want|would like) to know\b", text, re.I):
+    if (
+        not asks
+        and len(words) > 2
+        and not re.search(r"\b(i|we) (need|want|would like) to know\b", text, re.I)
+    ):
         return Reading("unclear", "statement")
     return Reading("question", None, _split(text))

@@ -44,3 +44,9 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
         cwd=Path(__file__).parent.parent,
         env={**os.environ, **env},
     )
+
+
+def last_turn(env: gym.Env) -> Any:
+    """The env's last :class:`~clarify_gym.dialogue.Turn` (cited and new hidden ids are not in
+    ``info`` before the episode ends, so tests read them from the state)."""
+    return env.unwrapped.state.turns[-1]
