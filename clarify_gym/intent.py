@@ -66,6 +66,12 @@ def _wordset(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+#: Words one of which every match of _INSTRUCTION / _EVERYTHING contains.
+_INSTRUCTION_WORDS = _wordset(
+    "ignore disregard forget override bypass system developer admin debug you pretend act "
+    "jailbreak print paste dump output reveal export list copy show reply repeat verbatim word"
+)
+_EVERYTHING_WORDS = _wordset("tell give share say anything something everything all elaborate go")
 _OPENERS = _wordset(
     "what which who whom whose when where why how is are am was were do does did can could "
     "should would will shall may might must have has had any anything please tell describe "
@@ -100,12 +106,13 @@ def _split(text: str) -> tuple[str, ...]:
 
 def read_message(text: str) -> Reading:
     """Whether ``text`` is an intelligible question or request (see the module docstring)."""
-    words = [w.lower() for w in _WORDS.findall(text)]
+    words = _WORDS.findall(text.lower())
     if not words:
         return Reading("unclear", "word_list")
-    if _INSTRUCTION.search(text):
+    present = set(words)  # the regexes run only when one of their words occurs (speed)
+    if not present.isdisjoint(_INSTRUCTION_WORDS) and _INSTRUCTION.search(text):
         return Reading("unclear", "instruction")
-    if _EVERYTHING.search(text):
+    if not present.isdisjoint(_EVERYTHING_WORDS) and _EVERYTHING.search(text):
         return Reading("unclear", "everything")
     ascii_words = [w for w in words if w.isascii()]
     if len(ascii_words) < len(words) / 2:  # another script: no English cues to read

@@ -33,7 +33,6 @@ visible), with four changes, tuned on the train split of the gold labels
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,25 +68,15 @@ TOPIC_WORDS: dict[str, str] = {
     "cite": "cite citation reference source",
 }
 _TOPIC = {tokenize(cue)[0]: tuple(tokenize(words)) for cue, words in TOPIC_WORDS.items()}
-#: A question about a field as a whole: (field, pattern).
-_FIELD_QUESTIONS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    (
-        "procedure",
-        re.compile(
-            r"\b(steps?|procedure|process|workflow|approach|method|methodology|usually|normally|"
-            r"usual|go about|where do i start|what order)\b",
-            re.I,
-        ),
-    ),
-    (
-        "output_spec",
-        re.compile(
-            r"\b(sections?|structure|headings?|parts?|contain|include|cover|outline|template)\b",
-            re.I,
-        ),
-    ),
-    ("notes", re.compile(r"\b(careful|constraints?|rules?|pitfalls?|caveats?|watch out)\b", re.I)),
-)
+#: Words that make a question about a field as a whole (stemmed by :func:`tokenize`).
+FIELD_WORDS: dict[str, str] = {
+    "procedure": "step steps procedure process workflow approach method methodology usually "
+    "normally usual order",
+    "output_spec": "section sections structure heading headings part parts contain include "
+    "cover outline template",
+    "notes": "careful constraint constraints rule rules pitfall pitfalls caveat caveats",
+}
+_FIELD_TERMS = {name: frozenset(tokenize(words)) for name, words in FIELD_WORDS.items()}
 
 
 @dataclass
@@ -116,6 +105,9 @@ class FaithfulScorer:
     _indexes: dict[tuple[str, object], BM25Index] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _priors: dict[tuple[str, object, str], tuple[tuple[int, float], ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def index(self, task: MaskedTask) -> BM25Index:
         """The (cached) BM25 index of a task's sentences, section names included."""
@@ -133,6 +125,18 @@ class FaithfulScorer:
             found = self._indexes[key] = BM25Index(docs)
         return found
 
+    def _field_prior(self, task: MaskedTask, name: str) -> tuple[tuple[int, float], ...]:
+        """The bonus of each sentence of field ``name`` (cached): the author's order kept."""
+        key = (task.task.id, task.policy, name)
+        found = self._priors.get(key)
+        if found is None:
+            members = [s.id for s in task.sentences if s.field == name]
+            found = self._priors[key] = tuple(
+                (doc, self.field_bonus * (1.0 - 0.1 * min(rank, 5)))
+                for rank, doc in enumerate(members)
+            )
+        return found
+
     def scores(self, task: MaskedTask, question: str) -> dict[int, float]:
         """Score of every sentence that matches ``question`` at all."""
         index = self.index(task)
@@ -142,11 +146,11 @@ class FaithfulScorer:
         if topical and self.topic_weight:
             for doc, value in index.scores(topical).items():
                 out[doc] = out.get(doc, 0.0) + self.topic_weight * value
-        for name, pattern in _FIELD_QUESTIONS:
-            if pattern.search(question):
-                members = [s.id for s in task.sentences if s.field == name]
-                for rank, doc in enumerate(members):
-                    out[doc] = out.get(doc, 0.0) + self.field_bonus * (1.0 - 0.1 * min(rank, 5))
+        asked = set(terms)
+        for name, field_terms in _FIELD_TERMS.items():
+            if not asked.isdisjoint(field_terms):
+                for doc, bonus in self._field_prior(task, name):
+                    out[doc] = out.get(doc, 0.0) + bonus
         if self.embed_weight and self.embedder is not None:
             try:
                 sims = self.embedder.similarities(task, question)
