@@ -57,7 +57,13 @@ _EVERYTHING = re.compile(
     r"|^\W*(anything|something)( else| more)?( to add| you can share| at all)?\W*$"
     r"|\b(everything|all) you (know|have)\b|\btell me (a bit |a little )?more\b"
     r"|\belaborate\W*$|^\W*go on\W*$|\b(anything|something) (more|else)\b.{0,30}(share|add|tell)\b"
-    r"|^\W*(could|can|would) you (tell me|say) (a bit |a little )?more\W*$",
+    r"|^\W*(could|can|would) you (tell me|say) (a bit |a little )?more\W*$"
+    r"|\b(more|further|additional|some more) (detail|details|context|information|info|background)\b"
+    r"|\bexpand on\b|\b(explain|say|tell me) (a bit|a little|some) more\b"
+    r"|^\W*(what|anything|is there anything) else( would be useful to know| you'?d want"
+    r"| you want)?\W*$|^\W*is there (anything )?more\W*$|^\W*(anything|something) (i|we) "
+    r"should know\W*$|^\W*what do you think\W*$|^\W*any tips\W*$"
+    r"|\bhelp me understand what you want\b|^\W*(could|can) you clarify\W*$",
     re.IGNORECASE,
 )
 
@@ -71,7 +77,10 @@ _INSTRUCTION_WORDS = _wordset(
     "ignore disregard forget override bypass system developer admin debug you pretend act "
     "jailbreak print paste dump output reveal export list copy show reply repeat verbatim word"
 )
-_EVERYTHING_WORDS = _wordset("tell give share say anything something everything all elaborate go")
+_EVERYTHING_WORDS = _wordset(
+    "tell give share say anything something everything all elaborate go more further "
+    "additional expand else clarify think tips understand know"
+)
 _OPENERS = _wordset(
     "what which who whom whose when where why how is are am was were do does did can could "
     "should would will shall may might must have has had any anything please tell describe "

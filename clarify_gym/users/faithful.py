@@ -33,6 +33,7 @@ visible), with four changes, tuned on the train split of the gold labels
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,13 @@ FIELD_WORDS: dict[str, str] = {
     "cover outline template",
     "notes": "careful constraint constraints rule rules pitfall pitfalls caveat caveats",
 }
+#: A question about a fact ("what is ...", "who is ... for?", "how much did ..."), not about
+#: what to do: the assistant may well have the answer in front of it (a pointer).
+_FACTUAL = re.compile(
+    r"^\W*(what|which|who|whom|when|where|how (much|many|long|old|big|far))\b[\w\s,'-]{0,40}?"
+    r"\b(is|was|are|were|does|did|has|had)\b(?!.{0,60}\b(should|must|need|want|would)\b)",
+    re.IGNORECASE,
+)
 _FIELD_TERMS = {name: frozenset(tokenize(words)) for name, words in FIELD_WORDS.items()}
 
 
@@ -98,9 +106,12 @@ class FaithfulScorer:
     field_bonus: float = 5.0
     embed_weight: float = 0.0
     #: The best match is visible (a pointer) unless a hidden one scores this share of it.
-    hidden_ratio: float = 0.5
+    hidden_ratio: float = 0.4
     #: Multiplies the scores of sentences the assistant sees (their words are the question's).
-    visible_weight: float = 0.6
+    visible_weight: float = 0.5
+    #: ``visible_weight`` and ``hidden_ratio`` for a question about a fact (see ``_FACTUAL``).
+    factual_visible_weight: float = 1.5
+    factual_hidden_ratio: float = 1.0
     embedder: EmbeddingScorer | None = None
     _indexes: dict[tuple[str, object], BM25Index] = field(
         default_factory=dict, repr=False, compare=False
@@ -169,11 +180,14 @@ class FaithfulScorer:
         if not scored:
             return []
         hidden = task.hidden_ids
-        if self.visible_weight != 1.0:
-            scored = {d: v if d in hidden else v * self.visible_weight for d, v in scored.items()}
+        factual = _FACTUAL.search(question) is not None
+        weight = self.factual_visible_weight if factual else self.visible_weight
+        ratio = self.factual_hidden_ratio if factual else self.hidden_ratio
+        if weight != 1.0:
+            scored = {d: v if d in hidden else v * weight for d, v in scored.items()}
         best = max(scored.values())
         best_hidden = max((v for d, v in scored.items() if d in hidden), default=0.0)
-        if best_hidden < best and best_hidden >= max(self.min_score, self.hidden_ratio * best):
+        if best_hidden < best and best_hidden >= max(self.min_score, ratio * best):
             scored = {d: v for d, v in scored.items() if d in hidden}
             best = best_hidden
         floor = max(self.min_score, self.min_ratio * best)
