@@ -12,7 +12,8 @@ visible), with four changes, tuned on the train split of the gold labels
    the words a sentence on that topic uses ("formal", "words", "pages"), which score only in
    sentences that contain them; nothing matches a whole field through a shared pseudo-term.
    Only a question about a field as a whole ("what steps do you follow?", "what sections must
-   it have?") ranks that field's sentences, in the order the author wrote them.
+   it have?") ranks that field's sentences, in the order the author wrote them; a bare field
+   word ("Steps?", "template") does not.
 3. **Several questions in one message are answered in order**, the first question first,
    all within ``k`` sentences, so a packed message never cites more than ``k`` and never more
    than its questions asked one by one would.
@@ -55,16 +56,16 @@ TOPIC_WORDS: dict[str, str] = {
     "style": "style tone plain jargon voice wording",
     "wording": "wording word phrase language plain jargon",
     "jargon": "jargon plain technical term abbreviation",
-    "length": "length long word page short brief concise maximum minimum limit",
-    "long": "length word page short brief maximum minimum limit",
+    "length": "length long word page concise maximum minimum",
+    "long": "length word page maximum minimum",
     "audience": "audience reader reviewer",
     "reader": "audience reader",
     "table": "table column row",
-    "layout": "layout table list heading order section",
+    "layout": "layout table heading bullet column",
     "format": "format table list heading layout bullet numbered",
     "list": "list numbered bullet point",
-    "avoid": "avoid never not must",
-    "deadline": "deadline date day week month within limit",
+    "avoid": "avoid never",
+    "deadline": "deadline date within",
     "sources": "source reference cite citation guideline",
     "cite": "cite citation reference source",
 }
@@ -158,8 +159,10 @@ class FaithfulScorer:
             for doc, value in index.scores(topical).items():
                 out[doc] = out.get(doc, 0.0) + self.topic_weight * value
         asked = set(terms)
+        # a bare word ("Steps?", "template") names a field but asks nothing about it: no prior
+        whole = question.count(" ") >= 2
         for name, field_terms in _FIELD_TERMS.items():
-            if not asked.isdisjoint(field_terms):
+            if whole and not asked.isdisjoint(field_terms):
                 for doc, bonus in self._field_prior(task, name):
                     out[doc] = out.get(doc, 0.0) + bonus
         if self.embed_weight and self.embedder is not None:
