@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from types import ModuleType
 
-from clarify_gym.errors import ClarifyGymError
+from clarify_gym.errors import ClarifyGymError, TaskFormatError
 from clarify_gym.masking import mask
 from clarify_gym.tasks import load_tasks
 
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if args.task_id not in by_id:
         close = [i for i in by_id if args.task_id.lower() in i.lower()][:5]
         hint = f" Did you mean {', '.join(close)}?" if close else " See `clarify-gym tasks list`."
-        raise SystemExit(f"clarify-gym tasks show: no task {args.task_id!r} in {args.tasks}.{hint}")
+        raise TaskFormatError(f"no task {args.task_id!r} in {args.tasks}.{hint}")
     task = by_id[args.task_id]
     masked = mask(task)
     if args.json:

@@ -20,6 +20,7 @@ import json
 from typing import Any
 
 from agents.ppo.config import GROUPS, PRESETS, TrainConfig, field_docs, preset
+from clarify_gym.errors import ClarifyGymError
 
 __all__ = ["add_arguments", "config_from_args", "run"]
 
@@ -77,7 +78,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     elif args.preset:
         cfg = preset(args.preset)
     else:
-        raise SystemExit("clarify-gym train: give --preset NAME (or --resume DIR); see --help")
+        raise ClarifyGymError("give --preset NAME (or --resume DIR); see --help")
     return cfg.replace(**overrides)
 
 
