@@ -11,6 +11,7 @@ import gymnasium as gym
 from gymnasium import spaces
 
 from clarify_gym.dialogue import (
+    STOP,
     EpisodeState,
     Turn,
     build_charset,
@@ -34,7 +35,6 @@ from clarify_gym.writing import Judge, Writer, make_judge, make_writer
 
 __all__ = ["EPISODE_METRICS", "STOP", "ProactiveGatherEnv", "is_stop"]
 
-STOP = "STOP"
 #: The episode metrics the last step's info carries (the glossary in the README).
 EPISODE_METRICS = (
     "env/new_info",

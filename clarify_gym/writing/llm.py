@@ -17,13 +17,12 @@ replies are cached and the usage counted (``last_usage`` / ``JudgeResult.usage``
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
-from clarify_gym.dialogue import Turn
+from clarify_gym.dialogue import Turn, strip_thinking
 from clarify_gym.errors import LLMReplyError
 from clarify_gym.llm import LLMClient, Usage
 from clarify_gym.masking import ChecklistItem, MaskedTask
@@ -72,7 +71,6 @@ CONVERSATION_HEADER = "Conversation:"
 CHECKLIST_HEADER = "Checklist:"
 OUTLINE_HEADER = "Outline:"
 SPEC_HEADER = "Specification (numbered sentences: required output sections, then notes):"
-_THINK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|$)", re.DOTALL | re.IGNORECASE)
 
 
 def writer_messages(task: MaskedTask, turns: Sequence[Turn]) -> list[dict[str, str]]:
@@ -226,7 +224,7 @@ class LLMWriter:
         assert self.client is not None
         completion = self.client.complete(writer_messages(task, turns), max_tokens=self.max_tokens)
         self.last_usage = completion.usage.as_dict()
-        return _THINK.sub("", completion.text).strip()
+        return strip_thinking(completion.text)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import pytest
 from agents.ppo.cli import add_arguments, config_from_args
 from agents.ppo.config import GROUPS, PRESETS, TrainConfig, field_docs, preset
 from benchmarks.cli import build_parser
+from clarify_gym.errors import ClarifyGymError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "agents" / "ppo" / "accelerate_configs"
 
@@ -86,7 +87,7 @@ def test_cli_needs_a_preset_or_resume():
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    with pytest.raises(SystemExit, match="--preset"):
+    with pytest.raises(ClarifyGymError, match="--preset"):
         config_from_args(parser.parse_args([]))
 
 
