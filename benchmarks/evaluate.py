@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.summary import summarize_run
 from clarify_gym.errors import ClarifyGymError
 
 __all__ = [
@@ -212,72 +213,6 @@ def _check_settings(cfg: BenchConfig) -> tuple[list[Any], Any]:
     return tasks, gym.spec(cfg.env_id)
 
 
-def _open_run(
-    cfg: BenchConfig, folder: Path, settings: dict[str, Any]
-) -> tuple[dict[str, Any], set[tuple[str, str, int]]]:
-    """The run's metadata so far and the episodes already done. A folder whose
-    ``results.jsonl`` holds no episode has no run yet (or one that failed at start-up): it is
-    started afresh, with or without ``--resume``, so the corrected command is never refused."""
-    from benchmarks.runfiles import (
-        METADATA,
-        RESULTS,
-        RunFilesError,
-        episode_key,
-        git_commit,
-        now_iso,
-        read_metadata,
-        read_results,
-        settings_mismatch,
-    )
-
-    old = read_metadata(folder)
-    results = folder / RESULTS
-    started = results.exists() and results.stat().st_size > 0
-    if cfg.resume and old is None:
-        raise RunFilesError(
-            f"cannot resume: {folder} has no {METADATA} (start a run there without --resume)"
-        )
-    if not started:
-        return {}, set()
-    if not cfg.resume:
-        raise RunFilesError(
-            f"{folder} already holds a run; pass --resume to continue it, or choose another --out"
-        )
-    assert old is not None
-    diff = settings_mismatch(old.get("settings", {}), settings)
-    if diff:
-        raise RunFilesError(
-            f"cannot resume {folder}: it was run with different settings:\n  "
-            + "\n  ".join(diff)
-            + "\nRun again with the same flags, or start a new run with another --out."
-        )
-    done = {episode_key(r) for r in read_results(results, repair=True)}
-    old.setdefault("resumed", []).append({"date": now_iso(), "git_commit": git_commit()})
-    return old, done
-
-
-def _new_metadata(
-    cfg: BenchConfig, spec: Any, settings: dict[str, Any], num_tasks: int
-) -> dict[str, Any]:
-    """``metadata.json`` of a new run (the agents are added as they start)."""
-    from benchmarks.runfiles import git_commit, now_iso, package_versions
-
-    return {
-        "env": {
-            "id": cfg.env_id,
-            "version": spec.version,
-            "kwargs": {**spec.kwargs, **cfg.env_kwargs},
-        },
-        "settings": settings,
-        "agents": {},
-        "task_source": {"tasks": cfg.tasks, "split": cfg.split, "num_tasks": num_tasks},
-        "date": now_iso(),
-        "git_commit": git_commit(),
-        "packages": package_versions(),
-        "command": sys.argv,
-    }
-
-
 def evaluate(cfg: BenchConfig) -> Path:
     """Run (or resume) a benchmark; returns the run folder. Raises
     :class:`~benchmarks.runfiles.RunFilesError` when the folder cannot be used as asked."""
@@ -286,7 +221,15 @@ def evaluate(cfg: BenchConfig) -> Path:
 
     from agents.registry import make_agent
     from benchmarks.episodes import Failures, plan_episodes, run_batched, run_unbatched
-    from benchmarks.runfiles import METADATA, RESULTS, ResultsWriter, now_iso, write_json_atomic
+    from benchmarks.runfiles import (
+        METADATA,
+        RESULTS,
+        ResultsWriter,
+        new_metadata,
+        now_iso,
+        open_run,
+        write_json_atomic,
+    )
 
     folder = Path(cfg.out or _default_out())
     tasks, spec = _check_settings(cfg)
@@ -296,8 +239,8 @@ def evaluate(cfg: BenchConfig) -> Path:
     def make_env() -> Any:
         return gym.make(cfg.env_id, tasks=tasks, **cfg.env_kwargs)
 
-    metadata, done = _open_run(cfg, folder, settings)
-    metadata = metadata or _new_metadata(cfg, spec, settings, len(tasks))
+    metadata, done = open_run(folder, settings, resume=cfg.resume)
+    metadata = metadata or new_metadata(spec, cfg.env_kwargs, settings, len(tasks))
     if cfg.threads:
         import torch
 
@@ -366,41 +309,6 @@ def evaluate(cfg: BenchConfig) -> Path:
     metadata["finished"] = now_iso() if not failures.count else None
     write_json_atomic(folder / METADATA, metadata)
     return folder
-
-
-def summarize_run(folder: Path, *, plots: bool = True, echo: bool = True) -> str:
-    """Rebuild ``summary.md`` (and the plots) from ``folder/results.jsonl``; return the table."""
-    from benchmarks.runfiles import RESULTS, RunFilesError, read_metadata, read_results
-    from benchmarks.summary import plot_run, summarize, summary_markdown
-
-    rows = read_results(folder / RESULTS)
-    if not rows:
-        raise RunFilesError(f"{folder / RESULTS} has no episodes to summarise")
-    metadata = read_metadata(folder) or {}
-    agents = metadata.get("settings", {}).get("agents")
-    table = summary_markdown(summarize(rows, agents))
-    env = metadata.get("env", {}).get("id", "?")
-    source = metadata.get("task_source", {})
-    note = (
-        f"{len(rows)} episodes in {folder}; env {env}, tasks {source.get('tasks', '?')} "
-        f"(split {source.get('split')}), seeds {metadata.get('settings', {}).get('seeds', '?')}. "
-        "Mean over tasks ± 95 % CI half-width (Student t over task means; seeds averaged within "
-        "a task). The oracle reads the hidden task: an upper bound, not a baseline."
-    )
-    (folder / "summary.md").write_text(
-        f"# Benchmark summary\n\n{note}\n\n{table}\n", encoding="utf-8"
-    )
-    if echo:
-        print(f"\n{table}\n\n{note}")
-    if plots:
-        try:
-            paths = plot_run(rows, folder, agents)
-        except ImportError as exc:
-            print(f"plots skipped: {exc}", file=sys.stderr)
-        else:
-            if echo:
-                print("plots: " + ", ".join(str(p) for p in paths))
-    return table
 
 
 # ---- command line ------------------------------------------------------------------------------
