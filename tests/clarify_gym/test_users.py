@@ -3,6 +3,7 @@ from __future__ import annotations
 import pickle
 
 import pytest
+from helpers import short_id
 
 import clarify_gym as cg
 from clarify_gym.dialogue import EpisodeState
@@ -42,7 +43,7 @@ def test_nothing_relevant_gives_polite_nothing():
     assert answer == cg.users.Answer("I don't think I have anything to add on that.", (), "nothing")
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 5])
+@pytest.mark.parametrize("k", [1, 2, 3, 5], ids=short_id)
 def test_never_more_than_k_whatever_the_question_says(k):
     user = RetrievalUser(k=k)
     everything = " ".join(s.text for s in TASK.hidden_sentences)
