@@ -29,6 +29,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from clarify_gym.masking import MaskedTask
 
@@ -74,12 +75,32 @@ class Turn:
 
 @dataclass
 class EpisodeState:
-    """Everything an episode has accumulated; the user, writer and judge read it."""
+    """Everything an episode has accumulated (the env keeps no other per-episode state); the
+    user, writer and judge read it."""
 
     task: MaskedTask
     max_questions: int
     turns: list[Turn] = field(default_factory=list)
     elicited: set[int] = field(default_factory=set)
+    #: The ``Assistant:``/``User:`` lines of the observation, built as the turns come.
+    conversation: str = ""
+    #: Reward weight per hidden sentence id (``sentence_weights``); None: equal weights.
+    weights: dict[int, float] | None = None
+    #: The paper's binary reward summed over the questions so far.
+    paper_total: float = 0.0
+    #: Token usage of the episode's LLM parts (user, writer, judge), summed.
+    llm_usage: dict[str, int] = field(default_factory=dict)
+    #: The end-of-episode checklist bonus (0 until the episode ends).
+    bonus: float = 0.0
+    #: Whether the episode has ended (STOP or the budget spent).
+    done: bool = False
+    #: The info of the last step (the final one holds the outline and the metrics).
+    last_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def episode_return(self) -> float:
+        """The sum of the rewards paid so far: every question's, then the checklist bonus."""
+        return sum(t.reward for t in self.turns) + self.bonus
 
     @property
     def questions_asked(self) -> int:

