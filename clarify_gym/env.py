@@ -31,6 +31,7 @@ from clarify_gym.rewards import (
 )
 from clarify_gym.tasks import Task, load_tasks
 from clarify_gym.users import Answer, SimulatedUser, make_user
+from clarify_gym.users.base import clean_citations
 from clarify_gym.writing import Judge, Writer, make_judge, make_writer
 
 __all__ = ["EPISODE_METRICS", "STOP", "ProactiveGatherEnv", "is_stop"]
@@ -343,11 +344,9 @@ class ProactiveGatherEnv(gym.Env[str, str]):
             if invalid
             else self.user.answer(question, state)
         )
-        n = len(state.task.sentences)
-        cited = tuple(dict.fromkeys(answer.cited_ids))  # unique, in order
-        if not all(type(i) is int and 0 <= i < n for i in cited):
-            cited = tuple(i for i in cited if type(i) is int and 0 <= i < n)  # drop unknown ids
-        cited = cited[: self.answer_max_sentences]
+        cited = clean_citations(
+            answer.cited_ids, valid=len(state.task.sentences), k=self.answer_max_sentences
+        )
         hidden = state.task.hidden_ids
         new_hidden = tuple(i for i in cited if i in hidden and i not in state.elicited)
         terms = {

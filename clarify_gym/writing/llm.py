@@ -26,6 +26,7 @@ from clarify_gym.dialogue import Turn, strip_thinking
 from clarify_gym.errors import LLMReplyError
 from clarify_gym.llm import LLMClient, Usage
 from clarify_gym.masking import ChecklistItem, MaskedTask
+from clarify_gym.users.base import clean_citations
 from clarify_gym.writing.base import JudgeResult
 
 __all__ = [
@@ -152,7 +153,7 @@ def validate_checklist(value: Any, *, allowed: frozenset[int]) -> list[tuple[str
         sources = entry.get("sources") or []
         if not isinstance(sources, list):
             sources = [sources]
-        ids = tuple(dict.fromkeys(s for s in sources if isinstance(s, int) and s in allowed))
+        ids = clean_citations(sources, valid=allowed)
         if text:
             items.append((text, ids))
     if not items:
