@@ -29,11 +29,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+from clarify_gym.dialogue import STOP
 from clarify_gym.masking import MaskedTask
 
 __all__ = ["STOP", "Agent"]
-
-STOP = "STOP"
 
 
 class Agent(ABC):

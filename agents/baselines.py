@@ -16,14 +16,13 @@ from typing import Any
 import numpy as np
 
 from agents.base import STOP, Agent
+from clarify_gym.dialogue import parse_observation
 from clarify_gym.masking import MaskedTask, Sentence
 from clarify_gym.questions import GENERIC_QUESTIONS, TOP_GENERIC_QUESTIONS
 from clarify_gym.text import tokenize
 from clarify_gym.users import LexicalScorer
 
 __all__ = ["GenericAgent", "OracleAgent", "PassiveAgent", "RandomAgent", "user_answers"]
-
-_ANSWER_LINE = re.compile(r"^User: (.*)$", re.MULTILINE)
 
 
 def user_answers(observation: str) -> list[str]:
@@ -33,9 +32,7 @@ def user_answers(observation: str) -> list[str]:
     ...              "Assistant: R?\\nUser: A two.\\n\\n## Status\\nQuestions asked: 2 of 5.")
     ['A one.', 'A two.']
     """
-    _, _, rest = observation.partition("\n## Conversation\n")
-    conversation, _, _ = rest.partition("\n\n## Status\n")
-    return _ANSWER_LINE.findall(conversation)
+    return list(parse_observation(observation).answers)
 
 
 class PassiveAgent(Agent):

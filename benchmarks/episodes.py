@@ -83,8 +83,7 @@ def episode_row(
         "field": state.task.task.field,
         "num_hidden": len(state.task.hidden_ids),
         **{m: info[m] for m in METRICS},
-        "return": sum(t.reward for t in turns)
-        + env.unwrapped.reward_weights.checklist * info["eval/checklist_score"],
+        "return": info["episode_return"],
         "stopped": bool(terminated),
         "dialogue": [{"question": t.question, "answer": t.answer} for t in turns],
         "rewards": [t.reward for t in turns],

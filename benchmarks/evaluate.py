@@ -31,8 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.summary import summarize_run
+from clarify_gym.errors import ClarifyGymError
+
 __all__ = [
+    "MAX_SEEDS",
     "BenchConfig",
+    "BenchConfigError",
     "add_arguments",
     "evaluate",
     "parse_seeds",
@@ -43,6 +48,16 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_AGENTS = ("passive", "generic", "random", "oracle")
+#: The most seeds one run may list (a typo like ``0-99999999`` would otherwise exhaust memory).
+MAX_SEEDS = 10_000
+
+
+class BenchConfigError(ClarifyGymError, ValueError):
+    """Benchmark settings that cannot be used; the message names the flag and the fix."""
+
+
+class SeedsError(argparse.ArgumentTypeError, ValueError):
+    """A ``--seeds`` value argparse reports as its own error (``ValueError`` for Python callers)."""
 
 
 @dataclass
@@ -82,15 +97,24 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         if not self.agents:
-            raise ValueError("give at least one agent")
-        if len(set(self.agents)) != len(self.agents):
-            raise ValueError(f"an agent is listed twice: {list(self.agents)}")
+            raise BenchConfigError("give at least one agent with --agents")
+        twice = sorted({a for a in self.agents if self.agents.count(a) > 1})
+        if twice:
+            raise BenchConfigError(
+                f"--agents lists {', '.join(twice)} more than once; list each agent once"
+            )
         if not self.seeds:
-            raise ValueError("give at least one seed")
+            raise BenchConfigError("give at least one seed with --seeds")
         if self.concurrency < 1 or self.batch_size < 1:
-            raise ValueError("--concurrency and --batch-size must be >= 1")
+            raise BenchConfigError(
+                f"--concurrency and --batch-size must be >= 1, got {self.concurrency} and "
+                f"{self.batch_size}"
+            )
         if self.episodes is not None and self.episodes < 1:
-            raise ValueError("--episodes must be >= 1")
+            raise BenchConfigError(
+                f"--episodes must be >= 1, got {self.episodes}; leave it out to run the whole "
+                "task x seed grid"
+            )
         if self.split is None and self.tasks == "sample":
             self.split = "test"
         if self.split == "all":
@@ -105,11 +129,25 @@ class BenchConfig:
         }
 
 
+def _seed(text: str, whole: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise SeedsError(f"{whole!r} is not a seed list: use e.g. 0,1,2 or 0-4") from None
+    if value < 0:
+        raise SeedsError(f"seeds must be >= 0, got {value} (gymnasium rejects negative seeds)")
+    return value
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """``"0,1,2"``, ``"0-4"`` (inclusive) or a mix.
+    """``"0,1,2"``, ``"0-4"`` (inclusive) or a mix: at most :data:`MAX_SEEDS` seeds, all >= 0.
 
     >>> parse_seeds("0-2,7")
     (0, 1, 2, 7)
+    >>> parse_seeds("0-99999999")
+    Traceback (most recent call last):
+    ...
+    benchmarks.evaluate.SeedsError: '0-99999999' lists 100000000 seeds; at most 10000 per run
     """
     seeds: list[int] = []
     for part in text.split(","):
@@ -118,13 +156,20 @@ def parse_seeds(text: str) -> tuple[int, ...]:
             continue
         lo, dash, hi = part.partition("-")
         if dash and lo:
-            if int(hi) < int(lo):
-                raise ValueError(f"seed range {part!r} is empty")
-            seeds.extend(range(int(lo), int(hi) + 1))
+            first, last = _seed(lo, text), _seed(hi, text)
+            if last < first:
+                raise SeedsError(f"seed range {part!r} is empty; write it low-high, e.g. 0-4")
+            if last - first + 1 + len(seeds) > MAX_SEEDS:
+                raise SeedsError(
+                    f"{text!r} lists {last - first + 1 + len(seeds)} seeds; at most {MAX_SEEDS} per run"
+                )
+            seeds.extend(range(first, last + 1))
         else:
-            seeds.append(int(part))
+            seeds.append(_seed(part, text))
     if not seeds:
-        raise ValueError(f"no seeds in {text!r}")
+        raise SeedsError(f"no seeds in {text!r}; use e.g. 0,1,2 or 0-4")
+    if len(seeds) > MAX_SEEDS:
+        raise SeedsError(f"{text!r} lists {len(seeds)} seeds; at most {MAX_SEEDS} per run")
     return tuple(dict.fromkeys(seeds))
 
 
@@ -147,79 +192,55 @@ def _default_out() -> str:
     return f"runs/bench-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}"
 
 
+def _check_settings(cfg: BenchConfig) -> tuple[list[Any], Any]:
+    """Everything that can be checked before a run folder is touched: the agent specs, the
+    tasks and the env (built once with every task, which masks them all). Returns the tasks
+    and the env spec; raises a :class:`~clarify_gym.errors.ClarifyGymError` naming the problem."""
+    import gymnasium as gym
+
+    import clarify_gym
+    from agents.registry import parse_spec
+    from benchmarks.runfiles import RunFilesError
+    from clarify_gym.registration import make_env
+
+    for spec_text in cfg.agents:  # fail fast on a typo, before any episode runs
+        load, _ = parse_spec(spec_text)
+        load()  # imports the agent's module (py:<module>:<attr> included), builds nothing
+    tasks = clarify_gym.load_tasks(cfg.tasks, split=cfg.split)
+    if not tasks:
+        raise RunFilesError(f"no tasks in {cfg.tasks!r} (split {cfg.split!r})")
+    make_env(cfg.env_id, tasks=tasks, **cfg.env_kwargs).close()
+    return tasks, gym.spec(cfg.env_id)
+
+
 def evaluate(cfg: BenchConfig) -> Path:
     """Run (or resume) a benchmark; returns the run folder. Raises
     :class:`~benchmarks.runfiles.RunFilesError` when the folder cannot be used as asked."""
     import gymnasium as gym
     from tqdm.auto import tqdm
 
-    import clarify_gym
     from agents.registry import make_agent
     from benchmarks.episodes import Failures, plan_episodes, run_batched, run_unbatched
     from benchmarks.runfiles import (
         METADATA,
         RESULTS,
         ResultsWriter,
-        RunFilesError,
-        episode_key,
-        git_commit,
+        new_metadata,
         now_iso,
-        package_versions,
-        read_metadata,
-        read_results,
-        settings_mismatch,
+        open_run,
         write_json_atomic,
     )
 
     folder = Path(cfg.out or _default_out())
-    tasks = clarify_gym.load_tasks(cfg.tasks, split=cfg.split)
-    if not tasks:
-        raise RunFilesError(f"no tasks in {cfg.tasks!r} (split {cfg.split!r})")
+    tasks, spec = _check_settings(cfg)
     task_ids = [t.id for t in tasks]
     settings = _settings(cfg, task_ids)
-    spec = gym.spec(cfg.env_id)
 
     def make_env() -> Any:
         return gym.make(cfg.env_id, tasks=tasks, **cfg.env_kwargs)
 
-    old = read_metadata(folder)
-    done: set[tuple[str, str, int]] = set()
-    if cfg.resume:
-        if old is None:
-            raise RunFilesError(
-                f"cannot resume: {folder} has no {METADATA} (start a run there without --resume)"
-            )
-        diff = settings_mismatch(old.get("settings", {}), settings)
-        if diff:
-            raise RunFilesError(
-                f"cannot resume {folder}: it was run with different settings:\n  "
-                + "\n  ".join(diff)
-                + "\nRun again with the same flags, or start a new run with another --out."
-            )
-        done = {episode_key(r) for r in read_results(folder / RESULTS, repair=True)}
-        metadata = old
-        metadata.setdefault("resumed", []).append({"date": now_iso(), "git_commit": git_commit()})
-    else:
-        if old is not None or (
-            (folder / RESULTS).exists() and (folder / RESULTS).stat().st_size > 0
-        ):
-            raise RunFilesError(
-                f"{folder} already holds a run; pass --resume to continue it, or choose another --out"
-            )
-        metadata = {
-            "env": {
-                "id": cfg.env_id,
-                "version": spec.version,
-                "kwargs": {**spec.kwargs, **cfg.env_kwargs},
-            },
-            "settings": settings,
-            "agents": {},
-            "task_source": {"tasks": cfg.tasks, "split": cfg.split, "num_tasks": len(tasks)},
-            "date": now_iso(),
-            "git_commit": git_commit(),
-            "packages": package_versions(),
-            "command": sys.argv,
-        }
+    metadata, done = open_run(folder, settings, resume=cfg.resume)
+    metadata = metadata or new_metadata(spec, cfg.env_kwargs, settings, len(tasks))
     if cfg.threads:
         import torch
 
@@ -288,41 +309,6 @@ def evaluate(cfg: BenchConfig) -> Path:
     metadata["finished"] = now_iso() if not failures.count else None
     write_json_atomic(folder / METADATA, metadata)
     return folder
-
-
-def summarize_run(folder: Path, *, plots: bool = True, echo: bool = True) -> str:
-    """Rebuild ``summary.md`` (and the plots) from ``folder/results.jsonl``; return the table."""
-    from benchmarks.runfiles import RESULTS, RunFilesError, read_metadata, read_results
-    from benchmarks.summary import plot_run, summarize, summary_markdown
-
-    rows = read_results(folder / RESULTS)
-    if not rows:
-        raise RunFilesError(f"{folder / RESULTS} has no episodes to summarise")
-    metadata = read_metadata(folder) or {}
-    agents = metadata.get("settings", {}).get("agents")
-    table = summary_markdown(summarize(rows, agents))
-    env = metadata.get("env", {}).get("id", "?")
-    source = metadata.get("task_source", {})
-    note = (
-        f"{len(rows)} episodes in {folder}; env {env}, tasks {source.get('tasks', '?')} "
-        f"(split {source.get('split')}), seeds {metadata.get('settings', {}).get('seeds', '?')}. "
-        "Mean over tasks ± 95 % CI half-width (Student t over task means; seeds averaged within "
-        "a task). The oracle reads the hidden task: an upper bound, not a baseline."
-    )
-    (folder / "summary.md").write_text(
-        f"# Benchmark summary\n\n{note}\n\n{table}\n", encoding="utf-8"
-    )
-    if echo:
-        print(f"\n{table}\n\n{note}")
-    if plots:
-        try:
-            paths = plot_run(rows, folder, agents)
-        except ImportError as exc:
-            print(f"plots skipped: {exc}", file=sys.stderr)
-        else:
-            if echo:
-                print("plots: " + ", ".join(str(p) for p in paths))
-    return table
 
 
 # ---- command line ------------------------------------------------------------------------------
@@ -422,12 +408,8 @@ def run(args: argparse.Namespace) -> int:
         summarize_run(Path(args.summarize), plots=not args.no_plots)
         return 0
     if args.resume and not args.out:
-        raise SystemExit("clarify-gym bench: --resume needs --out DIR (the run folder to continue)")
+        raise BenchConfigError("--resume needs --out DIR (the run folder to continue)")
     agents = tuple(a.strip() for a in args.agents.split(",") if a.strip())
-    from agents.registry import parse_spec
-
-    for spec in agents:  # fail fast on a typo, before any episode runs
-        parse_spec(spec)
     cfg = BenchConfig(
         agents=agents,
         tasks=args.tasks,

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ __all__ = [
     "RunFilesError",
     "episode_key",
     "git_commit",
+    "new_metadata",
     "now_iso",
+    "open_run",
     "package_versions",
     "read_metadata",
     "read_results",
@@ -171,3 +174,55 @@ def package_versions() -> dict[str, str]:
 def now_iso() -> str:
     """The current UTC time, ISO 8601, to the second."""
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def open_run(
+    folder: Path, settings: dict[str, Any], *, resume: bool
+) -> tuple[dict[str, Any], set[tuple[str, str, int]]]:
+    """The run's metadata so far and the episodes already done. A folder whose
+    ``results.jsonl`` holds no episode has no run yet (or one that failed at start-up): it is
+    started afresh, with or without ``--resume``, so the corrected command is never refused."""
+    old = read_metadata(folder)
+    results = folder / RESULTS
+    started = results.exists() and results.stat().st_size > 0
+    if resume and old is None:
+        raise RunFilesError(
+            f"cannot resume: {folder} has no {METADATA} (start a run there without --resume)"
+        )
+    if not started:
+        return {}, set()
+    if not resume:
+        raise RunFilesError(
+            f"{folder} already holds a run; pass --resume to continue it, or choose another --out"
+        )
+    assert old is not None
+    diff = settings_mismatch(old.get("settings", {}), settings)
+    if diff:
+        raise RunFilesError(
+            f"cannot resume {folder}: it was run with different settings:\n  "
+            + "\n  ".join(diff)
+            + "\nRun again with the same flags, or start a new run with another --out."
+        )
+    done = {episode_key(r) for r in read_results(results, repair=True)}
+    old.setdefault("resumed", []).append({"date": now_iso(), "git_commit": git_commit()})
+    return old, done
+
+
+def new_metadata(
+    spec: Any, env_kwargs: dict[str, Any], settings: dict[str, Any], num_tasks: int
+) -> dict[str, Any]:
+    """``metadata.json`` of a new run of the env ``spec`` (the agents are added as they start)."""
+    return {
+        "env": {"id": spec.id, "version": spec.version, "kwargs": {**spec.kwargs, **env_kwargs}},
+        "settings": settings,
+        "agents": {},
+        "task_source": {
+            "tasks": settings["tasks"],
+            "split": settings["split"],
+            "num_tasks": num_tasks,
+        },
+        "date": now_iso(),
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "command": sys.argv,
+    }

@@ -12,6 +12,7 @@ episode, so counting them as independent would shrink the interval for nothing.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ __all__ = [
     "mean_ci",
     "plot_run",
     "summarize",
+    "summarize_run",
     "summary_markdown",
     "t_quantile",
 ]
@@ -263,3 +265,37 @@ def plot_run(
     coverage = folder / "coverage_by_question.png"
     fig.savefig(coverage, dpi=120)
     return [scores, coverage]
+
+
+def summarize_run(folder: Path, *, plots: bool = True, echo: bool = True) -> str:
+    """Rebuild ``summary.md`` (and the plots) from ``folder/results.jsonl``; return the table."""
+    from benchmarks.runfiles import RESULTS, RunFilesError, read_metadata, read_results
+
+    rows = read_results(folder / RESULTS)
+    if not rows:
+        raise RunFilesError(f"{folder / RESULTS} has no episodes to summarise")
+    metadata = read_metadata(folder) or {}
+    agents = metadata.get("settings", {}).get("agents")
+    table = summary_markdown(summarize(rows, agents))
+    env = metadata.get("env", {}).get("id", "?")
+    source = metadata.get("task_source", {})
+    note = (
+        f"{len(rows)} episodes in {folder}; env {env}, tasks {source.get('tasks', '?')} "
+        f"(split {source.get('split')}), seeds {metadata.get('settings', {}).get('seeds', '?')}. "
+        "Mean over tasks ± 95 % CI half-width (Student t over task means; seeds averaged within "
+        "a task). The oracle reads the hidden task: an upper bound, not a baseline."
+    )
+    (folder / "summary.md").write_text(
+        f"# Benchmark summary\n\n{note}\n\n{table}\n", encoding="utf-8"
+    )
+    if echo:
+        print(f"\n{table}\n\n{note}")
+    if plots:
+        try:
+            paths = plot_run(rows, folder, agents)
+        except ImportError as exc:
+            print(f"plots skipped: {exc}", file=sys.stderr)
+        else:
+            if echo:
+                print("plots: " + ", ".join(str(p) for p in paths))
+    return table

@@ -11,17 +11,26 @@ The full command is assembled in :mod:`benchmarks.cli`: each layer (this module,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
-from clarify_gym.errors import ClarifyGymError
+from clarify_gym.errors import ClarifyGymError, TaskFormatError
 from clarify_gym.masking import mask
 from clarify_gym.tasks import load_tasks
 
-__all__ = ["add_arguments", "add_command", "add_commands", "run", "run_command"]
+__all__ = [
+    "add_arguments",
+    "add_command",
+    "add_commands",
+    "add_dataclass_arguments",
+    "run",
+    "run_command",
+]
 
 _TASKS_HELP = "list and inspect tasks and what is hidden"
 _TASKS_DOC = "List tasks (``clarify-gym tasks list``) or show one (``clarify-gym tasks show ID [--masked]``)."
@@ -41,6 +50,60 @@ def add_command(
     module.add_arguments(command)
     command.set_defaults(_run=module.run)
     return command
+
+
+def _optional(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "null", "") else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+_FIELD_TYPES: dict[str, Any] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "str | None": _optional(str),
+    "int | None": _optional(int),
+    "float | None": _optional(float),
+}
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    *,
+    docs: dict[str, str] | None = None,
+    defaults: bool = True,
+) -> None:
+    """One flag per field of the dataclass ``cls``, ``--field-name``: the one way settings become
+    command-line flags (``clarify-gym train``, ``clarify-gym train-sb3``).
+
+    Help comes from ``docs`` (field name -> text) or the field's ``metadata["help"]``. A bool
+    field gets ``--x/--no-x``, a tuple field takes one or more values of its default's element
+    type, ``X | None`` fields read ``none`` as None. With ``defaults=False`` a flag that is not
+    given stays out of the parsed namespace (``argparse.SUPPRESS``), so only the flags given
+    override a preset; otherwise the field's default is the flag's and ``--help`` shows it.
+    """
+    for f in dataclasses.fields(cls):
+        text = (docs or {}).get(f.name) or f.metadata.get("help", "")
+        options: dict[str, Any] = {"dest": f.name, "help": text.replace("%", "%%")}
+        default = f.default
+        if defaults:
+            shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+            options["default"] = list(default) if isinstance(default, tuple) else default
+            options["help"] += f" (default: {shown})".replace("%", "%%")
+        else:
+            options["default"] = argparse.SUPPRESS
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+        elif isinstance(default, tuple):
+            parser.add_argument(flag, nargs="+", type=type(default[0]), metavar="X", **options)
+        else:
+            kind = _FIELD_TYPES.get(str(f.type)) or type(default)
+            parser.add_argument(flag, type=kind, metavar="X", **options)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -127,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     if args.task_id not in by_id:
         close = [i for i in by_id if args.task_id.lower() in i.lower()][:5]
         hint = f" Did you mean {', '.join(close)}?" if close else " See `clarify-gym tasks list`."
-        raise SystemExit(f"clarify-gym tasks show: no task {args.task_id!r} in {args.tasks}.{hint}")
+        raise TaskFormatError(f"no task {args.task_id!r} in {args.tasks}.{hint}")
     task = by_id[args.task_id]
     masked = mask(task)
     if args.json:

@@ -16,17 +16,42 @@ The observation format is stable and documented here, once:
     Questions asked: 1 of 5. Ask one question, or reply STOP to start writing.
 
 Before the first question the conversation reads ``(no questions yet)``.
+:func:`format_observation` writes it and :func:`parse_observation` reads it back: every agent,
+wrapper and adapter that needs a part of an observation goes through the parser.
+
+Also here, once: :data:`STOP`, the action that ends the questions, and
+:func:`strip_thinking`, which drops the thinking blocks reasoning models write.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from clarify_gym.masking import MaskedTask
 
-__all__ = ["ASCII_CHARSET", "EpisodeState", "Turn", "format_observation", "sanitize"]
+__all__ = [
+    "ASCII_CHARSET",
+    "STOP",
+    "EpisodeState",
+    "Observation",
+    "Turn",
+    "format_observation",
+    "parse_observation",
+    "sanitize",
+    "strip_thinking",
+]
+
+#: The action that ends the questions (the env accepts it in any case; see ``is_stop``).
+STOP = "STOP"
+TASK_HEADER = "## Task\n"
+CONVERSATION_HEADER = "\n\n## Conversation\n"
+STATUS_HEADER = "\n\n## Status\n"
+NO_QUESTIONS_YET = "(no questions yet)"
+NO_QUESTIONS_LEFT = "No questions left."
 
 #: Printable ASCII plus newline: always in the observation and action charset.
 ASCII_CHARSET = frozenset(chr(c) for c in range(32, 127)) | {"\n"}
@@ -50,12 +75,32 @@ class Turn:
 
 @dataclass
 class EpisodeState:
-    """Everything an episode has accumulated; the user, writer and judge read it."""
+    """Everything an episode has accumulated (the env keeps no other per-episode state); the
+    user, writer and judge read it."""
 
     task: MaskedTask
     max_questions: int
     turns: list[Turn] = field(default_factory=list)
     elicited: set[int] = field(default_factory=set)
+    #: The ``Assistant:``/``User:`` lines of the observation, built as the turns come.
+    conversation: str = ""
+    #: Reward weight per hidden sentence id (``sentence_weights``); None: equal weights.
+    weights: dict[int, float] | None = None
+    #: The paper's binary reward summed over the questions so far.
+    paper_total: float = 0.0
+    #: Token usage of the episode's LLM parts (user, writer, judge), summed.
+    llm_usage: dict[str, int] = field(default_factory=dict)
+    #: The end-of-episode checklist bonus (0 until the episode ends).
+    bonus: float = 0.0
+    #: Whether the episode has ended (STOP or the budget spent).
+    done: bool = False
+    #: The info of the last step (the final one holds the outline and the metrics).
+    last_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def episode_return(self) -> float:
+        """The sum of the rewards paid so far: every question's, then the checklist bonus."""
+        return sum(t.reward for t in self.turns) + self.bonus
 
     @property
     def questions_asked(self) -> int:
@@ -115,7 +160,7 @@ def format_conversation(turns: Iterable[Turn]) -> str:
     for turn in turns:
         lines.append(f"Assistant: {turn.question}")
         lines.append(f"User: {turn.answer}")
-    return "\n".join(lines) if lines else "(no questions yet)"
+    return "\n".join(lines) if lines else NO_QUESTIONS_YET
 
 
 def format_observation(state: EpisodeState, *, conversation: str | None = None) -> str:
@@ -127,7 +172,76 @@ def format_observation(state: EpisodeState, *, conversation: str | None = None) 
             "Ask one question, or reply STOP to start writing."
         )
     else:
-        status = (
-            f"Questions asked: {state.questions_asked} of {state.max_questions}. No questions left."
-        )
-    return f"## Task\n{state.task.visible_text}\n\n## Conversation\n{convo}\n\n## Status\n{status}"
+        status = f"Questions asked: {state.questions_asked} of {state.max_questions}. {NO_QUESTIONS_LEFT}"
+    return (
+        f"{TASK_HEADER}{state.task.visible_text}{CONVERSATION_HEADER}{convo}{STATUS_HEADER}{status}"
+    )
+
+
+@dataclass(frozen=True)
+class Observation:
+    """An observation read back into its parts (see :func:`parse_observation`)."""
+
+    visible_task: str
+    questions: tuple[str, ...] = ()
+    answers: tuple[str, ...] = ()
+    max_questions: int | None = None
+    questions_left: bool = True
+
+    def exchanges(self) -> list[tuple[str, str]]:
+        """The ``(question, answer)`` pairs, in order."""
+        return list(zip(self.questions, self.answers, strict=False))
+
+
+_BUDGET = re.compile(r"Questions asked: \d+ of (\d+)\.")
+
+
+def parse_observation(observation: str) -> Observation:
+    """The parts of an observation :func:`format_observation` wrote (the one parser of it).
+
+    A part that is missing (a partial observation, e.g. a prompt built from the task alone)
+    reads as empty: no dialogue, an unknown budget.
+
+    >>> obs = ("## Task\\nWrite a memo.\\n\\n## Conversation\\nAssistant: Who reads it?\\n"
+    ...        "User: The partner.\\n\\n## Status\\nQuestions asked: 1 of 5. Ask one question, or reply STOP.")
+    >>> parsed = parse_observation(obs)
+    >>> parsed.visible_task, parsed.exchanges(), parsed.max_questions, parsed.questions_left
+    ('Write a memo.', [('Who reads it?', 'The partner.')], 5, True)
+    """
+    head, _, rest = observation.partition(CONVERSATION_HEADER)
+    conversation, _, status = rest.partition(STATUS_HEADER)
+    if not rest:  # no conversation part: the status may still follow the task
+        head, _, status = head.partition(STATUS_HEADER)
+    questions, answers = [], []
+    for line in conversation.split("\n"):
+        if line.startswith("Assistant: "):
+            questions.append(line[len("Assistant: ") :])
+        elif line.startswith("User: "):
+            answers.append(line[len("User: ") :])
+    budget = _BUDGET.search(status)
+    return Observation(
+        visible_task=head.removeprefix(TASK_HEADER),
+        questions=tuple(questions),
+        answers=tuple(answers),
+        max_questions=int(budget.group(1)) if budget else None,
+        questions_left=NO_QUESTIONS_LEFT not in status,
+    )
+
+
+_THINK_BLOCK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|$)", re.DOTALL | re.IGNORECASE)
+# a reply that only closes the block (the chat template opened it, as DeepSeek-R1 and Qwen3 do)
+_OPEN_ENDED_THINK = re.compile(r"^.*</(?:think|thinking|reasoning)>", re.DOTALL | re.IGNORECASE)
+
+
+def strip_thinking(text: str | None) -> str:
+    """``text`` without thinking blocks (``<think>``, ``<thinking>``, ``<reasoning>``): a closed
+    block, an unclosed one (cut off by the token limit) and everything before a lone closing
+    tag; the rest, stripped.
+
+    >>> strip_thinking("<think>They want sections.</think> Which sections?")
+    'Which sections?'
+    >>> strip_thinking("planning...</think>Who reads it?"), strip_thinking("<think>cut off")
+    ('Who reads it?', '')
+    """
+    text = _THINK_BLOCK.sub(" ", text or "")
+    return _OPEN_ENDED_THINK.sub(" ", text).strip()

@@ -10,6 +10,7 @@ import gymnasium as gym
 from gymnasium import spaces
 
 from clarify_gym.dialogue import (
+    STOP,
     EpisodeState,
     Turn,
     build_charset,
@@ -30,11 +31,11 @@ from clarify_gym.rewards import (
 )
 from clarify_gym.tasks import Task, load_tasks
 from clarify_gym.users import Answer, SimulatedUser, make_user
+from clarify_gym.users.base import clean_citations
 from clarify_gym.writing import Judge, Writer, make_judge, make_writer
 
 __all__ = ["EPISODE_METRICS", "STOP", "ProactiveGatherEnv", "is_stop"]
 
-STOP = "STOP"
 #: The episode metrics the last step's info carries (the glossary in the README).
 EPISODE_METRICS = (
     "env/new_info",
@@ -132,7 +133,8 @@ class ProactiveGatherEnv(gym.Env[str, str]):
     - Truncated: the question budget is spent (the last question's step adds the checklist
       term). Either way ``info`` then carries ``outline``, ``checklist_met`` and the episode
       metrics ``env/new_info``, ``env/hidden_coverage``, ``env/paper_reward``,
-      ``env/questions``, ``env/redundant_rate`` and ``eval/checklist_score``.
+      ``env/questions``, ``env/redundant_rate`` and ``eval/checklist_score``, and
+      ``episode_return`` (the sum of every reward the episode paid, checklist term included).
     - ``step`` after the end raises :class:`~clarify_gym.errors.EpisodeEndedError`: call
       ``reset()``.
 
@@ -248,12 +250,6 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         )
 
         self._state: EpisodeState | None = None
-        self._conversation = ""
-        self._weights_by_id: dict[int, float] | None = None
-        self._paper_total = 0.0
-        self._llm_usage: dict[str, int] = {}
-        self._done = False
-        self._last_info: dict[str, Any] = {}
 
     # ---- helpers -----------------------------------------------------------------------
 
@@ -275,7 +271,7 @@ class ProactiveGatherEnv(gym.Env[str, str]):
 
     def _observation(self) -> str:
         assert self._state is not None
-        return format_observation(self._state, conversation=self._conversation or None)
+        return format_observation(self._state, conversation=self._state.conversation or None)
 
     def _info(self) -> dict[str, Any]:
         state = self._state
@@ -290,21 +286,24 @@ class ProactiveGatherEnv(gym.Env[str, str]):
 
     def _add_usage(self, usage: Mapping[str, int] | None) -> None:
         """Add an LLM part's token usage to the episode's total."""
+        assert self._state is not None
+        total = self._state.llm_usage
         for key in ("prompt_tokens", "completion_tokens", "calls"):
             if usage and key in usage:
-                self._llm_usage[key] = self._llm_usage.get(key, 0) + int(usage[key])
+                total[key] = total.get(key, 0) + int(usage[key])
 
     def _finish(self, info: dict[str, Any]) -> float:
-        """Write and judge the outline; add the episode metrics to ``info``; return the bonus."""
+        """Write and judge the outline; add the episode metrics and return to ``info``; return
+        the bonus."""
         state = self._state
         assert state is not None
-        self._done = True
+        state.done = True
         outline = self.writer.write(state.task, state.turns)
         verdict = self.judge.judge(state.task, outline)
         for usage in (getattr(self.writer, "last_usage", None), verdict.usage):
             self._add_usage(usage)
-        if self._llm_usage:
-            info.update({f"llm/{k}": v for k, v in self._llm_usage.items()})
+        if state.llm_usage:
+            info.update({f"llm/{k}": v for k, v in state.llm_usage.items()})
         asked = state.questions_asked
         redundant = sum(1 for t in state.turns if not t.new_hidden_ids)
         info.update(
@@ -318,19 +317,23 @@ class ProactiveGatherEnv(gym.Env[str, str]):
                 "judge_error": verdict.error,
                 "env/new_info": len(state.elicited),
                 "env/hidden_coverage": len(state.elicited) / len(state.task.hidden_ids),
-                "env/paper_reward": self._paper_total,
+                "env/paper_reward": state.paper_total,
                 "env/questions": asked,
                 "env/redundant_rate": redundant / asked if asked else 0.0,
                 "eval/checklist_score": verdict.score,
             }
         )
-        return self.reward_weights.checklist * verdict.score
+        state.bonus = self.reward_weights.checklist * verdict.score
+        info["episode_return"] = state.episode_return
+        return state.bonus
 
     def _stop(self) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
+        state = self._state
+        assert state is not None
         info = self._info()
         reward = self._finish(info)
         info["reward_terms"] = {"checklist": info["eval/checklist_score"]}
-        self._last_info = info
+        state.last_info = info
         return self._observation(), reward, True, False, info
 
     # ---- gymnasium API -------------------------------------------------------------------
@@ -342,7 +345,7 @@ class ProactiveGatherEnv(gym.Env[str, str]):
             )
         if self._state is None:
             raise EpisodeEndedError("call reset() before step(): no episode has started")
-        if self._done:
+        if self._state.done:
             raise EpisodeEndedError(
                 "this episode has ended (STOP or no questions left); call reset() to start a new one"
             )
@@ -358,20 +361,18 @@ class ProactiveGatherEnv(gym.Env[str, str]):
             if invalid
             else self.user.answer(question, state)
         )
-        n = len(state.task.sentences)
-        cited = tuple(dict.fromkeys(answer.cited_ids))  # unique, in order
-        if not all(type(i) is int and 0 <= i < n for i in cited):
-            cited = tuple(i for i in cited if type(i) is int and 0 <= i < n)  # drop unknown ids
-        cited = cited[: self.answer_max_sentences]
+        cited = clean_citations(
+            answer.cited_ids, valid=len(state.task.sentences), k=self.answer_max_sentences
+        )
         hidden = state.task.hidden_ids
         new_hidden = tuple(i for i in cited if i in hidden and i not in state.elicited)
         terms = {
-            "new_info": new_information(cited, hidden, state.elicited, self._weights_by_id),
+            "new_info": new_information(cited, hidden, state.elicited, state.weights),
             "paper_binary": paper_binary(cited, hidden),
             "question_cost": question_cost(self.question_cost),
         }
         reward = combine(terms, self.reward_weights)
-        self._paper_total += terms["paper_binary"]
+        state.paper_total += terms["paper_binary"]
         text = (
             answer.text
             if len(answer.text) <= self.answer_max_chars
@@ -384,7 +385,7 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         state.turns.append(turn)
         state.elicited.update(new_hidden)
         line = f"Assistant: {question}\nUser: {text}"
-        self._conversation = f"{self._conversation}\n{line}" if self._conversation else line
+        state.conversation = f"{state.conversation}\n{line}" if state.conversation else line
 
         info = self._info()
         info.update(
@@ -404,7 +405,7 @@ class ProactiveGatherEnv(gym.Env[str, str]):
             bonus = self._finish(info)
             terms["checklist"] = info["eval/checklist_score"]
             reward += bonus
-        self._last_info = info
+        state.last_info = info
         if self.render_mode == "human":
             self.render()
         return self._observation(), reward, False, truncated, info
@@ -427,17 +428,14 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         else:
             index = int(self.np_random.integers(len(self._tasks)))
         masked = self._mask(index)
-        self._state = EpisodeState(task=masked, max_questions=self.max_questions)
-        self._conversation = ""
-        self._paper_total = 0.0
-        self._llm_usage = {}
-        self._done = False
-        if self.sentence_weights:
-            self._weights_by_id = {
-                s.id: self.sentence_weights.get(s.field, 1.0) for s in masked.sentences if s.hidden
-            }
+        weights = (
+            {s.id: self.sentence_weights.get(s.field, 1.0) for s in masked.sentences if s.hidden}
+            if self.sentence_weights
+            else None
+        )
+        self._state = EpisodeState(task=masked, max_questions=self.max_questions, weights=weights)
         info = self._info()
-        self._last_info = info
+        self._state.last_info = info
         if self.render_mode == "human":
             self.render()
         return self._observation(), info
@@ -451,9 +449,10 @@ class ProactiveGatherEnv(gym.Env[str, str]):
             f"\n[{state.task.task.id}] elicited {len(state.elicited)}/{len(state.task.hidden_ids)} hidden sentences; "
             f"rewards {[round(t.reward, 3) for t in state.turns]}"
         )
-        if self._done and "outline" in self._last_info:
+        if state.done and "outline" in state.last_info:
+            last = state.last_info
             lines.append(
-                f"\n## Outline (checklist score {self._last_info['eval/checklist_score']:.2f})\n{self._last_info['outline']}"
+                f"\n## Outline (checklist score {last['eval/checklist_score']:.2f})\n{last['outline']}"
             )
         text = "\n".join(lines)
         if self.render_mode == "human":

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "ClarifyGymError",
     "DatasetUnavailableError",
+    "EnvConfigError",
     "EpisodeEndedError",
     "LLMError",
     "LLMReplyError",
@@ -47,6 +48,10 @@ class TaskFormatError(ClarifyGymError, ValueError):
             if part
         )
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class EnvConfigError(ClarifyGymError, ValueError):
+    """An env id is not registered, or the env does not accept the arguments it was given."""
 
 
 class DatasetUnavailableError(ClarifyGymError, RuntimeError):

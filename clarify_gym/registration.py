@@ -21,11 +21,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 from gymnasium.envs.registration import register, registry
 
+from clarify_gym.errors import EnvConfigError
 from clarify_gym.llm.cache import llm_cache_dir
 
-__all__ = ["ENV_IDS", "register_envs"]
+__all__ = ["ENV_IDS", "make_env", "register_envs"]
 
 _ENTRY = "clarify_gym.env:ProactiveGatherEnv"
 #: Discrete bank actions and Box features (stable-baselines3 and other classic RL libraries).
@@ -58,3 +60,30 @@ def register_envs() -> None:
             register(
                 id=env_id, entry_point=entry_point, kwargs=kwargs, nondeterministic=nondeterministic
             )
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gym.make(env_id, **kwargs)`` for command lines: an unknown id or a bad argument raises
+    one :class:`~clarify_gym.errors.EnvConfigError` naming it. Its message never holds task
+    text (gymnasium's own message for a bad keyword repeats every argument, tasks included).
+
+    >>> make_env("ProactiveGather-v9")
+    Traceback (most recent call last):
+    ...
+    clarify_gym.errors.EnvConfigError: unknown env id 'ProactiveGather-v9'; registered ids: ProactiveGather-v0, ProactiveGatherPaper-v0, ProactiveGather-LLM-v0, ProactiveGatherBank-v0, ProactiveGatherBankPaper-v0
+    """
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error:
+        raise EnvConfigError(
+            f"unknown env id {env_id!r}; registered ids: {', '.join(ENV_IDS)}"
+        ) from None
+    try:
+        return gym.make(spec, **kwargs)
+    except TypeError as exc:  # a keyword the env does not take
+        what = str(exc).split(" was raised from the environment creator")[0]
+        raise EnvConfigError(
+            f"{env_id}: {what}; see help(clarify_gym.env.ProactiveGatherEnv) for its arguments"
+        ) from None
+    except ValueError as exc:  # a value the env rejects (its messages name ids, not text)
+        raise EnvConfigError(f"{env_id}: {exc}") from None

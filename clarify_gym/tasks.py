@@ -72,6 +72,11 @@ class Task:
     split: str | None = None
     name: str = ""
 
+    def __repr__(self) -> str:
+        """Id, field and split only: task text (hidden parts included) stays out of logs and
+        error messages."""
+        return f"Task(id={self.id!r}, field={self.field!r}, split={self.split!r})"
+
 
 def _text(value: Any, *, key: str, path: str | None, line: int | None) -> str:
     if value is None:
@@ -171,6 +176,25 @@ def _load_path(path: Path) -> list[Task]:
             f"task source {str(path)!r} does not exist; pass 'sample', 'hf:cmalaviya/dolomites', "
             "or the path of a DOLOMITES .jsonl file or dolomites_examples.zip"
         )
+    if path.is_dir():
+        raise TaskFormatError(
+            "is a directory; pass the DOLOMITES .jsonl file or dolomites_examples.zip in it",
+            path=str(path),
+        )
+    try:
+        return _read_path(path)
+    except UnicodeDecodeError as exc:
+        raise TaskFormatError(
+            f"is not UTF-8 text ({exc.reason}); save it as UTF-8", path=str(path)
+        ) from None
+    except zipfile.BadZipFile:
+        raise TaskFormatError(
+            "is not a zip archive; pass a .jsonl file or the released dolomites_examples.zip",
+            path=str(path),
+        ) from None
+
+
+def _read_path(path: Path) -> list[Task]:
     if path.suffix == ".zip":
         tasks: list[Task] = []
         with zipfile.ZipFile(path) as archive:
@@ -254,7 +278,8 @@ def load_tasks(
         TaskFormatError: a malformed line, a missing key or an empty objective (names the
             file, line and key).
         DatasetUnavailableError: an ``hf:`` source could not be reached.
-        ValueError: no task matched ``split``, or two tasks share an id.
+        TaskFormatError: also when no task matched ``split``, two tasks share an id, or the
+            path is a directory, not UTF-8 text or not a zip archive.
 
     >>> tasks = load_tasks("sample", split="test")
     >>> {t.split for t in tasks}
@@ -291,12 +316,16 @@ def load_tasks(
         found = sorted({str(t.split) for t in tasks})
         tasks = [t for t in tasks if t.split == split]
         if not tasks:
-            raise ValueError(f"no task of split {split!r} in {label}; its splits are {found}")
+            raise TaskFormatError(
+                f"no task of split {split!r} in {label}; its splits are {found} "
+                "(pass one of them, or 'all')"
+            )
     seen: set[str] = set()
     for task in tasks:
         if task.id in seen:
-            raise ValueError(
-                f"two tasks in {label} share the id {task.id!r}; task ids must be unique"
+            raise TaskFormatError(
+                f"two tasks in {label} share the id {task.id!r}; task ids must be unique "
+                "(rename or remove one)"
             )
         seen.add(task.id)
     return tasks

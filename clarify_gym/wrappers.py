@@ -32,7 +32,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import RecordConstructorArgs
 
-from clarify_gym.env import STOP, ProactiveGatherEnv, is_stop
+from clarify_gym.dialogue import STOP, parse_observation
+from clarify_gym.env import ProactiveGatherEnv, is_stop
 from clarify_gym.questions import GENERIC_QUESTIONS
 from clarify_gym.text import tokenize
 
@@ -44,7 +45,6 @@ __all__ = [
     "make_bank_env",
 ]
 
-_CONVERSATION = "\n\n## Conversation\n"
 _TEXT_FEATURES = ("hash", "embedding", "none")
 
 
@@ -244,7 +244,7 @@ class FeatureObservation(gym.Wrapper, RecordConstructorArgs):
         return state
 
     def _task_vector(self, observation: str) -> np.ndarray:
-        visible = observation.partition(_CONVERSATION)[0].removeprefix("## Task\n")
+        visible = parse_observation(observation).visible_task
         found = self._task_cache.get(visible)
         if found is None:
             if self.text_features == "hash":

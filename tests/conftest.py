@@ -115,3 +115,27 @@ def _fresh_accelerate_state():
     if state is not None:
         state.AcceleratorState._reset_state(reset_partial_state=True)
         state.GradientState._reset_state()
+
+
+@pytest.fixture(autouse=True)
+def _global_rng_untouched(request):
+    """No test may leave the global ``random`` or NumPy RNG state changed: code that needs
+    randomness takes a seed or a generator of its own. Tests marked ``reseeds_global_rng`` run
+    a third-party trainer (stable-baselines3, TRL) that seeds the global RNGs by design; their
+    state is restored, not checked."""
+    import random
+
+    import numpy as np
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    yield
+    changed = []
+    if random.getstate() != py_state:
+        changed.append("random")
+    new = np.random.get_state()
+    if not (new[0] == np_state[0] and (new[1] == np_state[1]).all() and new[2:] == np_state[2:]):
+        changed.append("numpy.random")
+    random.setstate(py_state)
+    np.random.set_state(np_state)
+    if changed and request.node.get_closest_marker("reseeds_global_rng") is None:
+        pytest.fail(f"{request.node.nodeid} changed the global RNG state of {', '.join(changed)}")

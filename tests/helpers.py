@@ -12,6 +12,15 @@ import gymnasium as gym
 
 import clarify_gym  # noqa: F401  (registers the ids)
 
+#: Five different generic questions (conformance checks play them in order).
+QUESTIONS = [
+    "What steps should I follow?",
+    "What sections must the output contain, and in what order?",
+    "Who is the audience?",
+    "Are there constraints or things I must avoid?",
+    "How long should it be?",
+]
+
 
 def good_question(env: gym.Env, index: int = 0) -> str:
     """A question built from the words of the index-th hidden sentence of the current task."""
@@ -50,3 +59,13 @@ def last_turn(env: gym.Env) -> Any:
     """The env's last :class:`~clarify_gym.dialogue.Turn` (cited and new hidden ids are not in
     ``info`` before the episode ends, so tests read them from the state)."""
     return env.unwrapped.state.turns[-1]
+
+
+def short_id(value: Any) -> str | None:
+    """A readable id for a parametrised test: numbers and short one-line strings as they are,
+    anything else by position (pytest's ``argname<index>``)."""
+    if isinstance(value, (bool, int, float)):
+        return str(value)
+    if isinstance(value, str) and 0 < len(value) <= 40 and value.isprintable():
+        return value
+    return None

@@ -17,18 +17,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from typing import Any
 
 from agents.ppo.config import GROUPS, PRESETS, TrainConfig, field_docs, preset
+from clarify_gym.cli import add_dataclass_arguments
+from clarify_gym.errors import ClarifyGymError
 
 __all__ = ["add_arguments", "config_from_args", "run"]
-
-
-def _optional_str(text: str) -> str | None:
-    return None if text.lower() in ("none", "null", "") else text
-
-
-_TYPES: dict[str, Any] = {"int": int, "float": float, "str": str, "str | None": _optional_str}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,18 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for group, cls in GROUPS.items():
         section = parser.add_argument_group(f"{group} settings")
-        docs = field_docs(cls)
-        for f in dataclasses.fields(cls):
-            flag = "--" + f.name.replace("_", "-")
-            common = {
-                "dest": f.name,
-                "default": argparse.SUPPRESS,
-                "help": docs.get(f.name, "").replace("%", "%%"),
-            }
-            if f.type == "bool":
-                section.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
-            else:
-                section.add_argument(flag, type=_TYPES[str(f.type)], metavar="X", **common)
+        add_dataclass_arguments(section, cls, docs=field_docs(cls), defaults=False)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -77,7 +60,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     elif args.preset:
         cfg = preset(args.preset)
     else:
-        raise SystemExit("clarify-gym train: give --preset NAME (or --resume DIR); see --help")
+        raise ClarifyGymError("give --preset NAME (or --resume DIR); see --help")
     return cfg.replace(**overrides)
 
 

@@ -26,24 +26,9 @@ from torch import nn
 from agents.models import load_causal_lm, load_tokenizer, resolve_base
 from agents.ppo.config import LoraSettings, ModelSettings
 
-__all__ = ["PolicyValueModel", "build_policy_value_model", "stop_token_ids"]
+__all__ = ["PolicyValueModel", "build_policy_value_model"]
 
 logger = logging.getLogger(__name__)
-
-
-def stop_token_ids(tokenizer: Any, model: Any = None) -> list[int]:
-    """Token ids that end a turn: the tokenizer's EOS, ``<|im_end|>`` if the vocabulary has it,
-    and the EOS ids of the model's generation config."""
-    ids = {tokenizer.eos_token_id}
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
-        ids.add(im_end)
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids.update(eos if isinstance(eos, list) else [eos])
-    return sorted(i for i in ids if isinstance(i, int) and i >= 0)
-
-
-# ---- policy + reference + critic on one backbone --------------------------------------------
 
 
 class PolicyValueModel(nn.Module):

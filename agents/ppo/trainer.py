@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 import clarify_gym  # noqa: F401  (registers the env ids)
+from agents.models import stop_token_ids
 from agents.ppo import checkpoint as ckpt
 from agents.ppo.config import TrainConfig
 from agents.ppo.core import (
@@ -40,7 +41,7 @@ from agents.ppo.core import (
     token_rewards,
 )
 from agents.ppo.logs import append_metrics, plot_learning_curve, truncate_metrics
-from agents.ppo.model import PolicyValueModel, build_policy_value_model, stop_token_ids
+from agents.ppo.model import PolicyValueModel, build_policy_value_model
 from agents.ppo.rollout import Episode, RewardFn, play_episodes
 from clarify_gym.env import EPISODE_METRICS
 

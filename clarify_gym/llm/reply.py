@@ -11,6 +11,7 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from clarify_gym.dialogue import strip_thinking
 from clarify_gym.errors import LLMReplyError
 from clarify_gym.llm.config import redact
 
@@ -24,7 +25,6 @@ REPAIR_PROMPT = (
     "no other text."
 )
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
-_THINK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|$)", re.DOTALL | re.IGNORECASE)
 
 
 def parse_json_reply(text: str) -> Any:
@@ -36,7 +36,7 @@ def parse_json_reply(text: str) -> Any:
     >>> parse_json_reply("<think>hmm {</think>{\\"met\\": [true]}")
     {'met': [True]}
     """
-    text = _THINK.sub(" ", text or "")
+    text = strip_thinking(text)
     fenced = _FENCE.search(text)
     if fenced:
         text = fenced.group(1)

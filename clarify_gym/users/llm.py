@@ -26,7 +26,7 @@ from clarify_gym.dialogue import EpisodeState, Turn
 from clarify_gym.errors import LLMReplyError
 from clarify_gym.llm import LLMClient
 from clarify_gym.masking import MaskedTask
-from clarify_gym.users.base import Answer
+from clarify_gym.users.base import Answer, as_sentence_id, clean_citations
 
 __all__ = ["ORACLE_SYSTEM_PROMPT", "LLMUser", "oracle_messages", "validate_oracle_reply"]
 
@@ -76,18 +76,6 @@ def oracle_messages(
     ]
 
 
-def _as_id(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().strip("[]").isdigit():
-        return int(value.strip().strip("[]"))
-    return None
-
-
 def validate_oracle_reply(value: Any, *, n: int, k: int) -> tuple[str, tuple[int, ...]]:
     """The answer text and the kept citations of a parsed oracle reply.
 
@@ -111,11 +99,10 @@ def validate_oracle_reply(value: Any, *, n: int, k: int) -> tuple[str, tuple[int
     if cited is None:
         cited = []
     elif not isinstance(cited, list):
-        cited = [cited] if _as_id(cited) is not None else None
-        if cited is None:
+        if as_sentence_id(cited) is None:
             raise ValueError('"cited" must be a list of sentence ids (numbers)')
-    ids = [i for i in map(_as_id, cited) if i is not None and 0 <= i < n]
-    return answer.strip(), tuple(dict.fromkeys(ids))[:k]
+        cited = [cited]
+    return answer.strip(), clean_citations(cited, valid=n, k=k)
 
 
 @dataclass

@@ -148,12 +148,18 @@ class EmbeddingScorer:
     def model(self) -> Any:
         """The sentence-transformers model (loaded once)."""
         if self._model is None:
-            st = require(
-                "sentence_transformers",
-                extra="embed",
-                feature="The embedding scorer",
-                package="sentence-transformers",
-            )
+            import random
+
+            before = random.getstate()  # importing sentence_transformers draws from it
+            try:
+                st = require(
+                    "sentence_transformers",
+                    extra="embed",
+                    feature="The embedding scorer",
+                    package="sentence-transformers",
+                )
+            finally:
+                random.setstate(before)
             path = self.model_name_or_path
             if path is None:
                 wheel = require(

@@ -17,16 +17,16 @@ replies are cached and the usage counted (``last_usage`` / ``JudgeResult.usage``
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
-from clarify_gym.dialogue import Turn
+from clarify_gym.dialogue import Turn, strip_thinking
 from clarify_gym.errors import LLMReplyError
 from clarify_gym.llm import LLMClient, Usage
 from clarify_gym.masking import ChecklistItem, MaskedTask
+from clarify_gym.users.base import clean_citations
 from clarify_gym.writing.base import JudgeResult
 
 __all__ = [
@@ -72,7 +72,6 @@ CONVERSATION_HEADER = "Conversation:"
 CHECKLIST_HEADER = "Checklist:"
 OUTLINE_HEADER = "Outline:"
 SPEC_HEADER = "Specification (numbered sentences: required output sections, then notes):"
-_THINK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|$)", re.DOTALL | re.IGNORECASE)
 
 
 def writer_messages(task: MaskedTask, turns: Sequence[Turn]) -> list[dict[str, str]]:
@@ -154,7 +153,7 @@ def validate_checklist(value: Any, *, allowed: frozenset[int]) -> list[tuple[str
         sources = entry.get("sources") or []
         if not isinstance(sources, list):
             sources = [sources]
-        ids = tuple(dict.fromkeys(s for s in sources if isinstance(s, int) and s in allowed))
+        ids = clean_citations(sources, valid=allowed)
         if text:
             items.append((text, ids))
     if not items:
@@ -226,7 +225,7 @@ class LLMWriter:
         assert self.client is not None
         completion = self.client.complete(writer_messages(task, turns), max_tokens=self.max_tokens)
         self.last_usage = completion.usage.as_dict()
-        return _THINK.sub("", completion.text).strip()
+        return strip_thinking(completion.text)
 
 
 @dataclass

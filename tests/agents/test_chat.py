@@ -7,6 +7,7 @@ import time
 
 import gymnasium as gym
 import pytest
+from helpers import short_id
 
 from agents.base import STOP
 from agents.chat import ChatAgent, budget_spent, make_chat_agent
@@ -28,7 +29,7 @@ def play(env: gym.Env, agent: ChatAgent, seed: int) -> tuple[list[str], dict]:
             return actions, info
 
 
-@pytest.mark.parametrize("messy", [False, True])
+@pytest.mark.parametrize("messy", [False, True], ids=short_id)
 def test_chat_agent_plays_an_episode(fake_llm, messy):
     fake_llm.responder.messy_agent = messy
     agent = ChatAgent.from_spec("chat:fake-model")
@@ -143,6 +144,7 @@ def test_from_spec_forms():
             "What question types: multiple choice or open?",
         ),
     ],
+    ids=short_id,
 )
 def test_parse_reply_on_what_models_emit(reply, expected):
     assert parse_reply(reply) == expected

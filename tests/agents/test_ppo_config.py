@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import short_id
 
 from agents.ppo.cli import add_arguments, config_from_args
 from agents.ppo.config import GROUPS, PRESETS, TrainConfig, field_docs, preset
 from benchmarks.cli import build_parser
+from clarify_gym.errors import ClarifyGymError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "agents" / "ppo" / "accelerate_configs"
 
@@ -31,7 +33,7 @@ def test_qwen_preset_has_the_papers_hyper_parameters():
     assert (p.lr_actor, p.lr_critic, cfg.env.max_questions) == (2e-5, 1e-4, 5)
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(PRESETS), ids=short_id)
 def test_every_preset_is_valid_and_round_trips(name):
     cfg = preset(name)
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
@@ -60,6 +62,7 @@ def test_every_setting_has_a_one_line_docstring_and_a_unique_flag():
         ({"lora_targets": " , "}, "lora_targets"),
         ({"no_such_setting": 1}, "unknown setting"),
     ],
+    ids=short_id,
 )
 def test_bad_settings_are_rejected_with_a_reason(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -86,7 +89,7 @@ def test_cli_needs_a_preset_or_resume():
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    with pytest.raises(SystemExit, match="--preset"):
+    with pytest.raises(ClarifyGymError, match="--preset"):
         config_from_args(parser.parse_args([]))
 
 
@@ -100,7 +103,7 @@ def test_print_config_runs_without_torch():
     assert json.loads(done.stdout)["model"]["model"] == "tiny"
 
 
-@pytest.mark.parametrize("name", ["ddp", "zero2", "zero3", "fsdp"])
+@pytest.mark.parametrize("name", ["ddp", "zero2", "zero3", "fsdp"], ids=short_id)
 def test_accelerate_config_files_load(name):
     from accelerate.commands.config.config_args import load_config_from_file
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import short_id
 
 from agents.base import Agent
 from agents.baselines import GenericAgent, OracleAgent, PassiveAgent, RandomAgent
@@ -17,6 +18,7 @@ from agents.registry import AGENTS, AgentEntry, UnknownAgentError, make_agent, p
         (" oracle ", OracleAgent),
         ("py:agents.baselines:PassiveAgent", PassiveAgent),
     ],
+    ids=short_id,
 )
 def test_specs_build_their_agent(spec, cls):
     assert type(make_agent(spec)) is cls
@@ -46,6 +48,7 @@ def test_hf_specs_parse_model_and_adapter_without_loading():
         ("py:no_such_module:Agent", "cannot import module 'no_such_module'"),
         ("py:agents.baselines:Nope", "has no attribute 'Nope'"),
     ],
+    ids=short_id,
 )
 def test_bad_specs_say_what_is_valid(spec, message):
     with pytest.raises(UnknownAgentError, match=message) as err:

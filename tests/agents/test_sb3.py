@@ -68,6 +68,7 @@ def test_summary_means_match_the_episodes(test_env):
         summarize([])
 
 
+@pytest.mark.reseeds_global_rng
 def test_sb3_policy_acts_in_the_action_space(test_env):
     from stable_baselines3 import PPO
 
@@ -77,6 +78,7 @@ def test_sb3_policy_acts_in_the_action_space(test_env):
     assert evaluate_bank_policy(test_env, SB3BankPolicy(model)) == results, "deterministic"
 
 
+@pytest.mark.reseeds_global_rng
 def test_train_sb3_cli_writes_results_curve_and_resumes(tmp_path, capsys):
     args = [
         "train-sb3",

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from helpers import short_id
 
 from agents.prompts import observation_to_messages
 from agents.trl import (
@@ -57,7 +58,7 @@ def test_dataset_has_prompt_and_task_id_columns():
     assert dataset[0]["prompt"][0]["role"] == "system"
 
 
-@pytest.mark.parametrize("conversational", [True, False])
+@pytest.mark.parametrize("conversational", [True, False], ids=short_id)
 def test_rewards_equal_the_env_reward_for_the_same_question(conversational):
     rows = build_prompts("sample", split="test", conversational=conversational)
     env = ProactiveGatherEnv(split="test")
@@ -113,6 +114,7 @@ def test_reward_errors_say_how_to_fix():
         reward_fn([row["prompt"]], ["a?"], task_id=["no-such-task"])
 
 
+@pytest.mark.reseeds_global_rng
 def test_grpo_example_runs_one_step_on_a_tiny_model_offline(tmp_path):
     pytest.importorskip("trl")
     spec = importlib.util.spec_from_file_location("trl_grpo_example", EXAMPLE)

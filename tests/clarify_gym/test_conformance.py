@@ -1,4 +1,6 @@
-"""Conformance checks run on every registered ProactiveGather id (TextArena-style)."""
+"""Conformance checks run on every registered ProactiveGather text id (TextArena-style): the
+offline ids, and ``ProactiveGather-LLM-v0`` (LLM user, writer and judge) against the fake
+OpenAI-compatible server. The bank ids are checked at the end with gymnasium's checker."""
 
 from __future__ import annotations
 
@@ -8,30 +10,31 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from helpers import good_question, last_turn, rollout
+from helpers import QUESTIONS, good_question, last_turn, rollout
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import clarify_gym
 
-ENV_IDS = [i for i in clarify_gym.ENV_IDS if "LLM" not in i and "Bank" not in i]
-QUESTIONS = [
-    "What steps should I follow?",
-    "What sections must the output contain, and in what order?",
-    "Who is the audience?",
-    "Are there constraints or things I must avoid?",
-    "How long should it be?",
-]
+OFFLINE_IDS = [i for i in clarify_gym.ENV_IDS if "LLM" not in i and "Bank" not in i]
+LLM_ID = "ProactiveGather-LLM-v0"
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.fixture(params=[*OFFLINE_IDS, LLM_ID], ids=str)
+def env_id(request) -> str:
+    """Every text id; the LLM id talks to the fake server (and needs the openai package)."""
+    if request.param == LLM_ID:
+        pytest.importorskip("openai")
+        request.getfixturevalue("fake_llm")
+    return request.param
+
+
 def test_check_env(env_id):
     env = gym.make(env_id)
     check_env(env.unwrapped, skip_render_check=True)
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-@pytest.mark.parametrize("seed", [0, 7])
+@pytest.mark.parametrize("seed", [0, 7], ids=lambda s: f"seed{s}")
 def test_same_seed_same_actions_same_everything(env_id, seed):
     a = rollout(gym.make(env_id), seed, QUESTIONS)
     b = rollout(gym.make(env_id), seed, QUESTIONS)
@@ -39,14 +42,12 @@ def test_same_seed_same_actions_same_everything(env_id, seed):
     assert len(a) == 6, "five questions then the budget ends"
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
 def test_seed_picks_task_with_env_rng(env_id):
     env = gym.make(env_id)
     ids = {env.reset(seed=s)[1]["task_id"] for s in range(30)}
     assert len(ids) > 5, "different seeds reach different tasks"
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
 def test_stop_at_once_returns_zero(env_id):
     env = gym.make(env_id)
     env.reset(seed=1)
@@ -56,7 +57,6 @@ def test_stop_at_once_returns_zero(env_id):
     assert 0.0 <= info["eval/checklist_score"] <= 1.0 and info["outline"]
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
 def test_same_good_question_twice_earns_nothing_new(env_id):
     env = gym.make(env_id)
     env.reset(seed=2)
@@ -72,7 +72,6 @@ def test_same_good_question_twice_earns_nothing_new(env_id):
         assert second == 1.0
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
 def test_twenty_thousand_char_action_is_a_wasted_turn_without_asking_the_user(env_id):
     env = gym.make(env_id)
     obs, _ = env.reset(seed=3)
@@ -88,8 +87,9 @@ def test_twenty_thousand_char_action_is_a_wasted_turn_without_asking_the_user(en
     assert len(obs2) < len(obs) + 1000 and env.observation_space.contains(obs2)
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-@pytest.mark.parametrize("action", ["", "   \n\t ", "?!?!", "\x00\x01"])
+@pytest.mark.parametrize(
+    "action", ["", "   \n\t ", "?!?!", "\x00\x01"], ids=["empty", "blank", "punctuation", "control"]
+)
 def test_rejected_input_changes_nothing_but_the_turn(env_id, action):
     env = gym.make(env_id)
     env.reset(seed=4)
@@ -100,7 +100,6 @@ def test_rejected_input_changes_nothing_but_the_turn(env_id, action):
     assert info["questions_left"] == 4 and not terminated
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
 def test_non_string_action_and_step_after_end(env_id):
     env = gym.make(env_id).unwrapped
     with pytest.raises(clarify_gym.EpisodeEndedError, match="reset"):
@@ -113,9 +112,9 @@ def test_non_string_action_and_step_after_end(env_id):
         env.step("one more?")
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_user_cites_at_most_k_and_return_is_coverage(env_id):
-    env = gym.make("ProactiveGather-v0", answer_max_sentences=2)
+@pytest.mark.parametrize("env_id", OFFLINE_IDS, ids=str)
+def test_user_cites_at_most_k_and_new_info_sums_to_coverage(env_id):
+    env = gym.make(env_id, answer_max_sentences=2)
     for seed in range(8):
         env.reset(seed=seed)
         total = 0.0
@@ -126,7 +125,7 @@ def test_user_cites_at_most_k_and_return_is_coverage(env_id):
             )
             _, reward, terminated, truncated, info = env.step(q)
             assert len(last_turn(env).cited_ids) <= 2
-            total += reward
+            total += info["reward_terms"]["new_info"]
         assert truncated
         assert total == pytest.approx(info["env/hidden_coverage"])
         assert info["env/new_info"] == len(info["elicited"])
@@ -164,7 +163,6 @@ def test_random_strings_never_crash_and_never_leak(seed, acts):
             break
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
 def test_pickle_round_trip_mid_episode(env_id):
     env = gym.make(env_id)
     env.reset(seed=5)
@@ -175,7 +173,7 @@ def test_pickle_round_trip_mid_episode(env_id):
     assert env.unwrapped.np_random.random() == clone.unwrapped.np_random.random()
 
 
-@pytest.mark.parametrize("vector_cls", ["sync", "async"])
+@pytest.mark.parametrize("vector_cls", ["sync", "async"], ids=str)
 def test_vector_envs_step_correctly(vector_cls):
     fns = [lambda: gym.make("ProactiveGather-v0") for _ in range(4)]
     if vector_cls == "sync":
@@ -196,8 +194,7 @@ def test_vector_envs_step_correctly(vector_cls):
         venv.close()
 
 
-@pytest.mark.parametrize("env_id", [i for i in clarify_gym.ENV_IDS if "Bank" in i])
+@pytest.mark.parametrize("env_id", [i for i in clarify_gym.ENV_IDS if "Bank" in i], ids=str)
 def test_check_env_bank_ids(env_id):
-    """Gymnasium's own checker on the wrapped (Discrete/Box) ids; the LLM id is checked in
-    tests/test_llm_conformance.py against the fake server."""
+    """Gymnasium's own checker on the wrapped (Discrete/Box) ids."""
     check_env(gym.make(env_id, disable_env_checker=True), skip_render_check=True)

