@@ -42,6 +42,7 @@ __all__ = [
     "add_ray_arguments",
     "agent_metadata",
     "code_paths",
+    "forwarded_env",
 ]
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,21 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="Ray actors per agent (default: one per cluster CPU, at most --concurrency)",
     )
+
+
+#: Environment variables the actors get from the driver: the LLM endpoint, model and key settings.
+FORWARDED_PREFIXES = ("CLARIFY_GYM_", "OPENAI_")
+
+
+def forwarded_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The driver's LLM settings (``CLARIFY_GYM_*``, ``OPENAI_*``), so every actor talks to the
+    same endpoint with the same model, key, cache and limits as the driver would.
+
+    >>> forwarded_env({"CLARIFY_GYM_LLM_MODEL": "m", "HOME": "/root", "OPENAI_API_KEY": "k"})
+    {'CLARIFY_GYM_LLM_MODEL': 'm', 'OPENAI_API_KEY': 'k'}
+    """
+    environ = dict(os.environ) if environ is None else environ
+    return {k: v for k, v in environ.items() if k.startswith(FORWARDED_PREFIXES)}
 
 
 class EpisodeActor:
@@ -182,7 +198,7 @@ class RayRunner:
         self.ray = ray
         self.actors = actors
         self.started = False
-        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(code_paths())}}
+        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(code_paths()), **forwarded_env()}}
         if ray.is_initialized():
             pass  # a caller (a test, a notebook) already connected: use that cluster
         elif address in (None, "", "local"):
@@ -205,7 +221,9 @@ class RayRunner:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _actor_class(self, threads: int, count: int) -> Any:
+    def actor_class(self, threads: int, count: int) -> Any:
+        """:class:`EpisodeActor` as a Ray actor class: ``threads`` calls at once, a fair share of
+        the cluster's CPUs for ``count`` actors, not restarted (the driver replaces dead ones)."""
         return self.ray.remote(
             num_cpus=min(1.0, self.cpus / count), max_concurrency=threads, max_restarts=0
         )(EpisodeActor)
@@ -228,7 +246,7 @@ class RayRunner:
         ray = self.ray
         count = self.actors or max(1, min(concurrency, math.ceil(self.cpus), len(episodes)))
         per_actor = max(1, math.ceil(concurrency / count))
-        cls = self._actor_class(per_actor, count)
+        cls = self.actor_class(per_actor, count)
         tasks_ref = ray.put(tasks)
 
         def new_actor() -> Any:
