@@ -4,6 +4,10 @@ trainer): tokens, masks and per-question rewards on each question's last token."
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
+from importlib.util import find_spec
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -29,11 +33,34 @@ def test_turn_rewards_land_on_turn_ends_and_keep_the_return():
         turn_token_rewards(4, [1], [1.0, 2.0])
 
 
+def test_dataset_cli_writes_parquet_rows_for_both_engines(tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    from agents.integrations.dataset import main
+
+    for engine, key, value in (
+        ("verl", "agent_name", "proactive_gather"),
+        ("skyrl", "env_class", "proactive_gather"),
+    ):
+        argv = ["--engine", engine, "--out", str(tmp_path / engine), "--seeds", "2"]
+        assert main([*argv, "--env-kwargs", '{"max_questions": 3}']) == 0
+        train = pd.read_parquet(tmp_path / engine / "train.parquet")
+        test = pd.read_parquet(tmp_path / engine / "test.parquet")
+        assert len(train) == 2 * 24 and len(test) == 2 * 12 and set(train[key]) == {value}
+        info = test.iloc[-1]["extra_info"]
+        assert (
+            info["seed"] == 1
+            and info["split"] == "test"
+            and info["env_kwargs"] == '{"max_questions": 3}'
+        )
+        assert [m["role"] for m in test.iloc[0]["prompt"]] == ["system", "user"]
+        assert "at most 3 questions" in test.iloc[0]["prompt"][1]["content"]
+    assert '"rows": 24' in capsys.readouterr().out
+
+
 # ---- the AgentLoop itself (needs verl) ---------------------------------------------------------
 
-verl_loop = pytest.importorskip(
-    "verl.experimental.agent_loop.agent_loop",
-    reason="verl is optional (its own venv: see docs/scaling_out.md)",
+needs_verl = pytest.mark.skipif(
+    find_spec("verl") is None, reason="verl is optional (its own venv: see docs/scaling_out.md)"
 )
 
 
@@ -55,12 +82,17 @@ class ScriptedServer:
         return self.TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids))
 
 
+CONFIGS = Path(__file__).resolve().parents[1] / "agents" / "integrations" / "configs"
+
+
 def make_loop(tokenizer, server, response_length=4096):
+    """The loop as verl's AgentLoopWorker builds it: hydra-instantiated from our agent-loop YAML."""
+    import hydra
     from omegaconf import OmegaConf
     from verl.experimental.agent_loop.agent_loop import DictConfigWrap
 
-    from agents.integrations.verl.agent_loop import ProactiveGatherAgentLoop
-
+    (entry,) = OmegaConf.load(CONFIGS / "verl_agent_loop.yaml")
+    assert entry.name == "proactive_gather"
     config = OmegaConf.create(
         {
             "actor_rollout_ref": {
@@ -68,7 +100,8 @@ def make_loop(tokenizer, server, response_length=4096):
             }
         }
     )
-    return ProactiveGatherAgentLoop(
+    return hydra.utils.instantiate(
+        config={k: v for k, v in entry.items() if k != "name"},
         trainer_config=DictConfigWrap(config),
         server_manager=server,
         tokenizer=tokenizer,
@@ -76,6 +109,7 @@ def make_loop(tokenizer, server, response_length=4096):
         dataset_cls=None,
         data_config=DictConfigWrap(OmegaConf.create({})),
         hf_model_type="qwen2",
+        tools=None,
     )
 
 
@@ -121,6 +155,7 @@ def run(tokenizer, server, row, **kwargs):
     return asyncio.run(play())
 
 
+@needs_verl
 def test_agent_loop_tokens_masks_and_per_question_rewards(tokenizer, row):
     server = ScriptedServer(tokenizer, REPLIES)
     out = run(tokenizer, server, row)
@@ -164,6 +199,7 @@ def test_agent_loop_tokens_masks_and_per_question_rewards(tokenizer, row):
     assert extra["episode_metrics"]["env/new_info"] == info["env/new_info"] > 0
 
 
+@needs_verl
 def test_worker_puts_each_reward_on_its_token_in_verls_batch(tokenizer, row):
     """verl's own padding and batching (AgentLoopWorker), then our per-question placement."""
     from types import SimpleNamespace
@@ -188,10 +224,13 @@ def test_worker_puts_each_reward_on_its_token_in_verls_batch(tokenizer, row):
     assert float(scores.sum()) == pytest.approx(out.reward_score)
     assert batch["response_mask"][0, ends].tolist() == [1] * len(ends)
 
-    plain = verl_loop.AgentLoopWorker._postprocess(worker, [padded]).batch["rm_scores"][0]
+    from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+
+    plain = AgentLoopWorker._postprocess(worker, [padded]).batch["rm_scores"][0]
     assert plain.nonzero().flatten().tolist() == [len(out.response_ids) - 1]  # verl alone
 
 
+@needs_verl
 def test_agent_loop_stops_when_the_response_is_full(tokenizer, row):
     server = ScriptedServer(tokenizer, REPLIES)
     out = run(tokenizer, server, row, response_length=40)
@@ -199,3 +238,31 @@ def test_agent_loop_stops_when_the_response_is_full(tokenizer, row):
     rewards, _, _ = gym_rewards(row["extra_info"], [*REPLIES[: len(server.sent)], "STOP"])
     assert sum(out.extra_fields["turn_rewards"]) == pytest.approx(sum(rewards))
     assert len(out.response_ids) <= 40
+
+
+@needs_verl
+def test_example_ppo_command_composes_with_verls_own_config():
+    """Every override of the 8-GPU example is a key of verl 0.9.1's PPO config (Hydra would
+    refuse an unknown one), and the rollout part converts to verl's dataclass."""
+    import verl
+    from hydra import compose, initialize_config_dir
+    from verl.utils.config import omega_conf_to_dataclass
+
+    text = (CONFIGS / "verl_qwen2.5_7b_ppo_8gpu.sh").read_text()
+    command = text[text.index("python3 -m verl.trainer.main_ppo") :].replace('"$@"', "")
+    command = command.replace("$data", "/data").replace("$here", str(CONFIGS))
+    overrides = shlex.split(command.replace("\\\n", " "))[3:]
+    assert len(overrides) > 40
+    folder = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
+    with initialize_config_dir(config_dir=folder, version_base=None):
+        cfg = compose(config_name="ppo_trainer", overrides=overrides)
+        with pytest.raises(Exception, match=r"agent_loop_manager\b"):
+            compose(
+                config_name="ppo_trainer",
+                overrides=["actor_rollout_ref.rollout.agent.agent_loop_manager=x"],
+            )
+    rollout = omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout)
+    assert rollout.agent.agent_loop_manager_class.endswith("ProactiveGatherAgentLoopManager")
+    assert Path(rollout.agent.agent_loop_config_path) == CONFIGS / "verl_agent_loop.yaml"
+    assert cfg.algorithm.adv_estimator == "gae" and cfg.data.train_batch_size == 256
+    assert cfg.actor_rollout_ref.actor.ppo_mini_batch_size == 16 and cfg.trainer.total_epochs == 3
