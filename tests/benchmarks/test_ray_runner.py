@@ -17,7 +17,7 @@ ray = pytest.importorskip("ray", reason='Ray is an optional extra: pip install "
 
 from benchmarks.evaluate import BenchConfig, evaluate  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PATHS = os.pathsep.join(str(p) for p in (ROOT, ROOT / "tests"))
 
 
@@ -71,9 +71,9 @@ def test_ray_rows_equal_the_thread_runner(cluster, tmp_path):
 
 def test_ray_batched_local_model_matches(cluster, tmp_path):
     pytest.importorskip("transformers")
-    from tiny_lm import save_tiny
+    from agents.models import tiny_checkpoint
 
-    model = save_tiny(tmp_path / "tiny")
+    model = tiny_checkpoint()
     settings = {
         "agents": (f"hf:{model}",),
         "episodes": 3,
@@ -95,7 +95,7 @@ def test_ray_resume_after_the_driver_is_killed(cluster, tmp_path):
         **os.environ,
         "PYTHONPATH": os.pathsep.join(p for p in (PATHS, os.environ.get("PYTHONPATH")) if p),
     }
-    command = [sys.executable, "-m", "clarify_gym.cli", "bench", "--agents", agents, "--seeds"]
+    command = [sys.executable, "-m", "benchmarks.cli", "bench", "--agents", agents, "--seeds"]
     command += ["0-3", "--out", str(out), "--no-progress", "--no-plots", "--ray", cluster]
     proc = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path
@@ -126,7 +126,7 @@ def test_ray_resume_after_the_driver_is_killed(cluster, tmp_path):
 
 def test_a_worker_dying_mid_episode_loses_nothing_and_reruns_it(cluster, tmp_path, caplog):
     marker = tmp_path / "died"
-    spec = "py:ray_agents:DiesOnce"
+    spec = "py:bench_agents:DiesOnce"
     settings = {"agents": (spec, "oracle"), "agent_kwargs": {spec: {"marker": str(marker)}}}
     with caplog.at_level("WARNING", logger="benchmarks.ray_runner"):
         evaluate(quiet(out=str(tmp_path / "ray"), ray=cluster, concurrency=2, **settings))

@@ -82,7 +82,7 @@ class ScriptedServer:
         return self.TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids))
 
 
-CONFIGS = Path(__file__).resolve().parents[1] / "agents" / "integrations" / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "agents" / "integrations" / "configs"
 
 
 def make_loop(tokenizer, server, response_length=4096):
