@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 ray = pytest.importorskip("ray", reason='Ray is an optional extra: pip install "clarify-gym[ray]"')
+
+from helpers import KILLED_RUN_AGENTS, kill_bench_mid_run  # noqa: E402
 
 from benchmarks.evaluate import BenchConfig, evaluate  # noqa: E402
 
@@ -90,32 +90,9 @@ def test_ray_batched_local_model_matches(cluster, tmp_path):
 
 def test_ray_resume_after_the_driver_is_killed(cluster, tmp_path):
     out = tmp_path / "run"
-    agents = "py:bench_agents:SlowGeneric,oracle"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(p for p in (PATHS, os.environ.get("PYTHONPATH")) if p),
-    }
-    command = [sys.executable, "-m", "benchmarks.cli", "bench", "--agents", agents, "--seeds"]
-    command += ["0-3", "--out", str(out), "--no-progress", "--no-plots", "--ray", cluster]
-    proc = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path
-    )
-    results = out / "results.jsonl"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
-        if results.exists() and results.read_bytes().count(b"\n") >= 5:
-            break
-        time.sleep(0.005)
-    proc.kill()
-    proc.wait()
-    assert proc.returncode != 0, "the run ended before the kill: slow SlowGeneric down"
-    written = results.read_bytes().count(b"\n")
-    assert 5 <= written < 96
-    with open(results, "ab") as f:  # what a kill in the middle of a write leaves
-        f.write(b'{"agent": "oracle", "task_id": "cg-la')
-
+    kill_bench_mid_run(out, "--ray", cluster)  # the driver joins the cluster, then is killed
     config = quiet(
-        agents=tuple(agents.split(",")), seeds=(0, 1, 2, 3), out=str(out), resume=True, ray=cluster
+        agents=KILLED_RUN_AGENTS, seeds=(0, 1, 2, 3), out=str(out), resume=True, ray=cluster
     )
     evaluate(config)
     rows = rows_of(out)
