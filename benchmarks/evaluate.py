@@ -160,7 +160,7 @@ def evaluate(cfg: BenchConfig) -> Path:
     import clarify_gym
     from agents.registry import make_agent
     from benchmarks.episodes import Failures, plan_episodes, run_batched, run_unbatched
-    from benchmarks.ray_runner import agent_metadata
+    from benchmarks.ray_runner import agent_metadata, require_ray
     from benchmarks.runfiles import (
         METADATA,
         RESULTS,
@@ -176,6 +176,8 @@ def evaluate(cfg: BenchConfig) -> Path:
         write_json_atomic,
     )
 
+    if cfg.ray:
+        require_ray()  # before the run folder is touched
     folder = Path(cfg.out or _default_out())
     tasks = clarify_gym.load_tasks(cfg.tasks, split=cfg.split)
     if not tasks:

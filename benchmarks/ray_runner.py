@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.episodes import Episode, Failures, run_batched, run_episode
+from clarify_gym.errors import MissingDependencyError
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -43,6 +44,7 @@ __all__ = [
     "agent_metadata",
     "code_paths",
     "forwarded_env",
+    "require_ray",
 ]
 
 logger = logging.getLogger(__name__)
@@ -86,6 +88,22 @@ def code_paths(path: Sequence[str] | None = None) -> list[str]:
     return out
 
 
+def require_ray() -> Any:
+    """The ``ray`` module, or :class:`~clarify_gym.errors.MissingDependencyError` naming the extra."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise MissingDependencyError("ray", "ray", "clarify-gym bench --ray") from exc
+    return ray
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     """The Ray options of ``clarify-gym bench``."""
     parser.add_argument(
@@ -99,7 +117,7 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--ray-actors",
-        type=int,
+        type=_positive,
         default=None,
         help="Ray actors per agent (default: one per cluster CPU, at most --concurrency)",
     )
@@ -187,12 +205,7 @@ class RayRunner:
     """Connects to (or starts) a Ray cluster and runs one agent's episodes on it at a time."""
 
     def __init__(self, address: str | None = None, *, actors: int | None = None) -> None:
-        try:
-            import ray
-        except ImportError as exc:
-            raise ImportError(
-                'clarify-gym bench --ray needs Ray: pip install "clarify-gym[ray]"'
-            ) from exc
+        ray = require_ray()
         if actors is not None and actors < 1:
             raise ValueError("--ray-actors must be >= 1")
         self.ray = ray

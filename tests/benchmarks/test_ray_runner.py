@@ -120,9 +120,15 @@ def test_a_worker_dying_mid_episode_loses_nothing_and_reruns_it(cluster, tmp_pat
     assert json.loads((tmp_path / "ray" / "metadata.json").read_text())["finished"]
 
 
-def test_runner_without_ray_names_the_extra(monkeypatch):
-    from benchmarks import ray_runner
+def test_bad_ray_input_ends_in_one_line(monkeypatch, tmp_path, capsys):
+    from benchmarks.cli import main
 
-    monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(ImportError, match=r"clarify-gym\[ray\]"):
-        ray_runner.RayRunner()
+    out = str(tmp_path / "x")
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", "--agents", "passive", "--ray", "--ray-actors", "0", "--out", out])
+    assert stop.value.code == 2 and "--ray-actors: must be >= 1" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)  # Ray not installed
+    assert main(["bench", "--agents", "passive", "--ray", "--out", out, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and 'pip install "clarify-gym[ray]"' in err
+    assert not (tmp_path / "x").exists()
