@@ -193,9 +193,9 @@ class EpisodeActor:
         return rows
 
 
-@dataclass
+@dataclass(eq=False)
 class _Slot:
-    """One actor and the work it has in flight."""
+    """One actor and the work it has in flight (compared by identity)."""
 
     handle: Any
     busy: int = 0
