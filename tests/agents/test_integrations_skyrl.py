@@ -34,7 +34,9 @@ def gym_episode(agent, task_id: str, seed: int):
             return first, actions, rewards, dones, {k: float(info[k]) for k in EPISODE_METRICS}
 
 
-@pytest.mark.parametrize("agent_cls", [GenericAgent, RandomAgent, OracleAgent])
+@pytest.mark.parametrize(
+    "agent_cls", [GenericAgent, RandomAgent, OracleAgent], ids=lambda cls: cls.__name__
+)
 def test_skyrl_episodes_equal_the_gymnasium_env(agent_cls, tmp_path):
     tasks = clarify_gym.load_tasks("sample", split="test")[:4]
     rows = [skyrl_row(r) for r in episode_rows(tasks, [0, 1], env_kwargs=ENV_KWARGS)]
