@@ -2,7 +2,7 @@
 # PPO (actor-critic, GAE) for Qwen2.5-7B-Instruct on ProactiveGather with verl 0.9.1, one node of
 # 8 GPUs: the paper's recipe (Huang et al. 2025: 3 epochs, 256 episodes per batch, minibatch 16,
 # clip 0.2, grad-norm 1.0, actor lr 2e-5, critic lr 1e-4). NOT run here (no GPU): every key below
-# is checked against verl 0.9.1's config by tests/test_integrations_verl.py.
+# is checked against verl 0.9.1's config by tests/agents/test_integrations_verl.py.
 #
 #   python -m agents.integrations.dataset --engine verl --out $HOME/data/proactive_gather \
 #       --tasks /path/to/dolomites_examples.dev.public.jsonl --seeds 1
