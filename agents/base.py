@@ -4,23 +4,21 @@ An agent reads the env's observation (the visible task and the dialogue so far, 
 :mod:`clarify_gym.dialogue`) and returns one question, or ``"STOP"``. Whatever it remembers
 between turns is its own explicit state, cleared by ``reset``.
 
-How the benchmark harness (:mod:`benchmarks.evaluate`) drives agents — the contract every
+How a harness that runs many episodes (the benchmark, say) drives agents — the contract every
 backend satisfies:
 
 * **Unbatched agents** (``batched = False``, the default; baselines, API chat agents): the
-  harness builds one instance per worker thread (``--concurrency N`` gives N instances) and
+  harness builds one instance per worker thread (N workers, N instances) and
   runs whole episodes on it, one after another: ``reset(seed=..., task=...)``, then ``act``
   until the episode ends. An instance is only ever used by one thread at a time, so its own
   state needs no lock; whatever instances share (an HTTP client, a response cache) must be
   thread-safe. ``act`` may block on the network: N workers overlap N episodes. An exception
-  from ``act`` abandons that episode only (it is logged, no row is written, and
-  ``--resume`` retries it).
+  from ``act`` abandons that episode only (the harness may retry it later).
 * **Batched agents** (``batched = True``; local models): one instance serves
-  ``--batch-size`` episodes in lock step through ``act_batch(observations, seeds=...)``,
+  a batch of episodes in lock step through ``act_batch(observations, seeds=...)``,
   where ``seeds[i]`` is episode i's seed; the reply must depend on the observation and that
   seed alone (no per-episode state), and ``reset()`` is called once, without a task. An
-  exception from ``act_batch`` stops the run (finished episodes are kept; ``--resume``
-  continues).
+  exception from ``act_batch`` stops the run (finished episodes are kept).
 """
 
 from __future__ import annotations

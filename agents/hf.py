@@ -18,7 +18,6 @@ to batch episodes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import zlib
@@ -281,16 +280,13 @@ class HFAgent(Agent):
 
 
 def _ppo_checkpoint(model: Any) -> str | None:
-    """The base model spec of a ``clarify-gym train`` checkpoint folder (it holds the adapter
-    and ``clarify_gym_ppo.json``), or None when ``model`` is not one."""
+    """The base model spec of a ``clarify-gym train`` checkpoint folder, or None when ``model``
+    is not one (the format is :mod:`agents.ppo.checkpoint`'s)."""
     if not isinstance(model, (str, os.PathLike)):
         return None
-    meta = Path(model).expanduser() / "clarify_gym_ppo.json"
-    if not meta.is_file():
-        return None
-    info = json.loads(meta.read_text(encoding="utf-8"))
-    local = info.get("base_model_path")
-    return local if local and Path(local).is_dir() else str(info["base_model"])
+    from agents.ppo.checkpoint import checkpoint_base_model
+
+    return checkpoint_base_model(model)
 
 
 def _load_adapter(model: Any, adapter: str | os.PathLike[str], *, merge: bool) -> Any:

@@ -14,9 +14,9 @@ End of input counts as ``STOP`` (assistant) or an empty answer (user).
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
+from clarify_gym.cli import json_object
 from clarify_gym.env import EPISODE_METRICS
 
 __all__ = ["add_arguments", "run"]
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     parser.add_argument("--env-id", default="ProactiveGather-v0", help="env id")
     parser.add_argument(
-        "--env-kwargs", type=json.loads, default={}, help="JSON kwargs for gym.make"
+        "--env-kwargs", type=json_object, default={}, help="JSON kwargs for gym.make"
     )
 
 

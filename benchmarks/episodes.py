@@ -9,6 +9,7 @@ through one batched agent's ``act_batch``. Each finished episode becomes a row
 
 from __future__ import annotations
 
+import argparse
 import logging
 import threading
 import time
@@ -22,9 +23,12 @@ from typing import Any
 
 __all__ = [
     "MAX_EARLY_FAILURES",
+    "MAX_SEEDS",
     "Episode",
     "Failures",
+    "SeedsError",
     "episode_row",
+    "parse_seeds",
     "plan_episodes",
     "run_batched",
     "run_episode",
@@ -65,6 +69,58 @@ def plan_episodes(
         grid = [Episode(agent, t, s) for s in seeds for t in task_ids]
         out.extend(grid[:limit] if limit is not None else grid)
     return out
+
+
+#: The most seeds one run may list (a typo like ``0-99999999`` would otherwise exhaust memory).
+MAX_SEEDS = 10_000
+
+
+class SeedsError(argparse.ArgumentTypeError, ValueError):
+    """A ``--seeds`` value argparse reports as its own error (``ValueError`` for Python callers)."""
+
+
+def _seed(text: str, whole: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise SeedsError(f"{whole!r} is not a seed list: use e.g. 0,1,2 or 0-4") from None
+    if value < 0:
+        raise SeedsError(f"seeds must be >= 0, got {value} (gymnasium rejects negative seeds)")
+    return value
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0,1,2"``, ``"0-4"`` (inclusive) or a mix: at most :data:`MAX_SEEDS` seeds, all >= 0.
+
+    >>> parse_seeds("0-2,7")
+    (0, 1, 2, 7)
+    >>> parse_seeds("0-99999999")
+    Traceback (most recent call last):
+    ...
+    benchmarks.episodes.SeedsError: '0-99999999' lists 100000000 seeds; at most 10000 per run
+    """
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, dash, hi = part.partition("-")
+        if dash and lo:
+            first, last = _seed(lo, text), _seed(hi, text)
+            if last < first:
+                raise SeedsError(f"seed range {part!r} is empty; write it low-high, e.g. 0-4")
+            if last - first + 1 + len(seeds) > MAX_SEEDS:
+                raise SeedsError(
+                    f"{text!r} lists {last - first + 1 + len(seeds)} seeds; at most {MAX_SEEDS} per run"
+                )
+            seeds.extend(range(first, last + 1))
+        else:
+            seeds.append(_seed(part, text))
+    if not seeds:
+        raise SeedsError(f"no seeds in {text!r}; use e.g. 0,1,2 or 0-4")
+    if len(seeds) > MAX_SEEDS:
+        raise SeedsError(f"{text!r} lists {len(seeds)} seeds; at most {MAX_SEEDS} per run")
+    return tuple(dict.fromkeys(seeds))
 
 
 def episode_row(

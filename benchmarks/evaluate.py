@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -31,7 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.episodes import MAX_SEEDS, parse_seeds
 from benchmarks.summary import summarize_run
+from clarify_gym.cli import json_object
 from clarify_gym.errors import ClarifyGymError
 
 __all__ = [
@@ -48,16 +49,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_AGENTS = ("passive", "generic", "random", "oracle")
-#: The most seeds one run may list (a typo like ``0-99999999`` would otherwise exhaust memory).
-MAX_SEEDS = 10_000
 
 
 class BenchConfigError(ClarifyGymError, ValueError):
     """Benchmark settings that cannot be used; the message names the flag and the fix."""
-
-
-class SeedsError(argparse.ArgumentTypeError, ValueError):
-    """A ``--seeds`` value argparse reports as its own error (``ValueError`` for Python callers)."""
 
 
 @dataclass
@@ -90,6 +85,10 @@ class BenchConfig:
     """Constructor keyword arguments per agent spec (or per kind, e.g. {"hf": {"max_new_tokens": 32}})."""
     threads: int | None = None
     """torch CPU threads for local models (None: torch's default). On a busy machine 1 is often fastest."""
+    ray: str | None = None
+    """Run episodes on Ray: "local" starts a local cluster, anything else is an address to join (None: threads here)."""
+    ray_actors: int | None = None
+    """Ray actors per agent (None: one per CPU of the cluster, at most --concurrency)."""
     plots: bool = True
     """Save the PNG plots."""
     progress: bool = True
@@ -129,50 +128,6 @@ class BenchConfig:
         }
 
 
-def _seed(text: str, whole: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise SeedsError(f"{whole!r} is not a seed list: use e.g. 0,1,2 or 0-4") from None
-    if value < 0:
-        raise SeedsError(f"seeds must be >= 0, got {value} (gymnasium rejects negative seeds)")
-    return value
-
-
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """``"0,1,2"``, ``"0-4"`` (inclusive) or a mix: at most :data:`MAX_SEEDS` seeds, all >= 0.
-
-    >>> parse_seeds("0-2,7")
-    (0, 1, 2, 7)
-    >>> parse_seeds("0-99999999")
-    Traceback (most recent call last):
-    ...
-    benchmarks.evaluate.SeedsError: '0-99999999' lists 100000000 seeds; at most 10000 per run
-    """
-    seeds: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, dash, hi = part.partition("-")
-        if dash and lo:
-            first, last = _seed(lo, text), _seed(hi, text)
-            if last < first:
-                raise SeedsError(f"seed range {part!r} is empty; write it low-high, e.g. 0-4")
-            if last - first + 1 + len(seeds) > MAX_SEEDS:
-                raise SeedsError(
-                    f"{text!r} lists {last - first + 1 + len(seeds)} seeds; at most {MAX_SEEDS} per run"
-                )
-            seeds.extend(range(first, last + 1))
-        else:
-            seeds.append(_seed(part, text))
-    if not seeds:
-        raise SeedsError(f"no seeds in {text!r}; use e.g. 0,1,2 or 0-4")
-    if len(seeds) > MAX_SEEDS:
-        raise SeedsError(f"{text!r} lists {len(seeds)} seeds; at most {MAX_SEEDS} per run")
-    return tuple(dict.fromkeys(seeds))
-
-
 def _settings(cfg: BenchConfig, task_ids: Sequence[str]) -> dict[str, Any]:
     """What must match for a run to be resumed (everything that changes results)."""
     return {
@@ -203,6 +158,10 @@ def _check_settings(cfg: BenchConfig) -> tuple[list[Any], Any]:
     from benchmarks.runfiles import RunFilesError
     from clarify_gym.registration import make_env
 
+    if cfg.ray:
+        from benchmarks.ray_runner import require_ray
+
+        require_ray()
     for spec_text in cfg.agents:  # fail fast on a typo, before any episode runs
         load, _ = parse_spec(spec_text)
         load()  # imports the agent's module (py:<module>:<attr> included), builds nothing
@@ -213,14 +172,40 @@ def _check_settings(cfg: BenchConfig) -> tuple[list[Any], Any]:
     return tasks, gym.spec(cfg.env_id)
 
 
+def _run_here(
+    spec_text: str,
+    kwargs: dict[str, Any],
+    episodes: list[Any],
+    cfg: BenchConfig,
+    make_env: Any,
+    emit: Any,
+    failures: Any,
+    record: Any,
+) -> None:
+    """One agent's episodes in this process: batched in lock step, or on worker threads."""
+    from agents.registry import make_agent
+    from benchmarks.episodes import run_batched, run_unbatched
+    from benchmarks.ray_runner import agent_metadata
+
+    agent = make_agent(spec_text, **kwargs)
+    record(agent_metadata(agent, kwargs))
+    if agent.batched:
+        run_batched(episodes, agent, make_env, cfg.batch_size, emit)
+        return
+
+    def new_agent() -> Any:
+        return make_agent(spec_text, **kwargs)
+
+    run_unbatched(episodes, agent, new_agent, make_env, cfg.concurrency, emit, failures)
+
+
 def evaluate(cfg: BenchConfig) -> Path:
     """Run (or resume) a benchmark; returns the run folder. Raises
     :class:`~benchmarks.runfiles.RunFilesError` when the folder cannot be used as asked."""
     import gymnasium as gym
     from tqdm.auto import tqdm
 
-    from agents.registry import make_agent
-    from benchmarks.episodes import Failures, plan_episodes, run_batched, run_unbatched
+    from benchmarks.episodes import Failures, plan_episodes
     from benchmarks.runfiles import (
         METADATA,
         RESULTS,
@@ -264,6 +249,12 @@ def evaluate(cfg: BenchConfig) -> Path:
         file=sys.stderr,
         dynamic_ncols=True,
     )
+    runner = None
+    if cfg.ray and plan:
+        from benchmarks.ray_runner import RayRunner
+
+        runner = RayRunner(None if cfg.ray == "local" else cfg.ray, actors=cfg.ray_actors)
+        metadata["ray"] = {"address": cfg.ray, "cpus": runner.cpus, "actors": cfg.ray_actors}
     with ResultsWriter(folder / RESULTS) as writer:
 
         def emit(row: dict[str, Any]) -> None:
@@ -276,29 +267,18 @@ def evaluate(cfg: BenchConfig) -> Path:
                 continue
             bar.set_postfix_str(spec_text)
             kwargs = cfg.kwargs_for(spec_text)
-            agent = make_agent(spec_text, **kwargs)
-            metadata["agents"][spec_text] = {
-                "class": f"{type(agent).__module__}.{type(agent).__qualname__}",
-                "privileged": agent.privileged,
-                "batched": agent.batched,
-                "kwargs": kwargs,
-                **agent.describe(),
-            }
-            write_json_atomic(folder / METADATA, metadata)
-            if agent.batched:
-                run_batched(episodes, agent, make_env, cfg.batch_size, emit)
+
+            def record(meta: dict[str, Any], spec_text: str = spec_text) -> None:
+                metadata["agents"][spec_text] = meta
+                write_json_atomic(folder / METADATA, metadata)
+
+            if runner is not None:
+                runner.run_agent(spec_text, kwargs, episodes, cfg, tasks, emit, failures, record)
             else:
-                run_unbatched(
-                    episodes,
-                    agent,
-                    lambda s=spec_text, k=kwargs: make_agent(s, **k),
-                    make_env,
-                    cfg.concurrency,
-                    emit,
-                    failures,
-                )
-            del agent
+                _run_here(spec_text, kwargs, episodes, cfg, make_env, emit, failures, record)
     bar.close()
+    if runner is not None:
+        runner.close()
     summarize_run(folder, plots=cfg.plots)
     if failures.count:
         print(
@@ -312,13 +292,6 @@ def evaluate(cfg: BenchConfig) -> Path:
 
 
 # ---- command line ------------------------------------------------------------------------------
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -382,16 +355,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--env-kwargs",
-        type=_json_object,
+        type=json_object,
         default={},
         help="JSON kwargs for gym.make, e.g. '{\"max_questions\": 3}'",
     )
     parser.add_argument(
         "--agent-kwargs",
-        type=_json_object,
+        type=json_object,
         default={},
         help='JSON: agent spec or kind -> constructor kwargs, e.g. \'{"hf": {"max_new_tokens": 32}}\'',
     )
+    from benchmarks.ray_runner import add_ray_arguments
+
+    add_ray_arguments(parser)
     parser.add_argument("--no-plots", action="store_true", help="do not save PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -421,6 +397,8 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         batch_size=args.batch_size,
         threads=args.threads,
+        ray=args.ray,
+        ray_actors=args.ray_actors,
         env_id=args.env_id,
         env_kwargs=args.env_kwargs,
         agent_kwargs=args.agent_kwargs,

@@ -28,6 +28,7 @@ __all__ = [
     "add_command",
     "add_commands",
     "add_dataclass_arguments",
+    "json_object",
     "run",
     "run_command",
 ]
@@ -50,6 +51,21 @@ def add_command(
     module.add_arguments(command)
     command.set_defaults(_run=module.run)
     return command
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """An argparse type: a JSON object (``--env-kwargs '{"max_questions": 3}'``).
+
+    >>> json_object('{"max_questions": 3}')
+    {'max_questions': 3}
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
 
 
 def _optional(kind: type) -> Any:

@@ -38,6 +38,7 @@ __all__ = [
     "CHECKPOINT_META",
     "VALUE_HEAD_FILE",
     "capture_rng",
+    "checkpoint_base_model",
     "find_checkpoint",
     "list_checkpoints",
     "load_trainable_weights",
@@ -221,3 +222,14 @@ def load_trained_policy(
     base = load_causal_lm(resolve_base(meta["base_model"]), dtype=dtype, device=device)
     policy = PeftModel.from_pretrained(base, str(folder)).to(device).eval()
     return policy, load_tokenizer(str(folder)), meta
+
+
+def checkpoint_base_model(folder: str | os.PathLike[str]) -> str | None:
+    """The base model a checkpoint folder's adapter belongs to: the local path it was trained
+    from when that still exists, else its model spec; None when ``folder`` is no checkpoint."""
+    meta_file = Path(folder).expanduser() / CHECKPOINT_META
+    if not meta_file.is_file():
+        return None
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    local = meta.get("base_model_path")
+    return local if local and Path(local).is_dir() else str(meta["base_model"])
