@@ -70,7 +70,7 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     >>> make_env("ProactiveGather-v9")
     Traceback (most recent call last):
     ...
-    clarify_gym.errors.EnvConfigError: unknown env id 'ProactiveGather-v9'; registered ids: ProactiveGather-v0, ProactiveGatherPaper-v0, ProactiveGather-LLM-v0, ProactiveGatherBank-v0, ProactiveGatherBankPaper-v0
+    clarify_gym.errors.EnvConfigError: unknown env id 'ProactiveGather-v9'; registered ids: ProactiveGather-v0, ProactiveGatherPaper-v0, ProactiveGather-LLM-v0, ProactiveGatherBank-v0, ProactiveGatherBankPaper-v0, ProactiveGather-v1, ProactiveGatherPaper-v1, ProactiveGatherBank-v1, ProactiveGatherBankPaper-v1
     """
     try:
         spec = gym.spec(env_id)
