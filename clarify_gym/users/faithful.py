@@ -27,8 +27,8 @@ visible), with four changes, tuned on the train split of the gold labels
 >>> user = FaithfulUser()
 >>> user.answer("tone layout tables follow check", EpisodeState(task, 5)).kind
 'unclear'
->>> user.answer("What steps do you usually follow?", EpisodeState(task, 5)).cited_ids
-(1, 2, 3)
+>>> user.answer("What sections must the output contain?", EpisodeState(task, 5)).cited_ids
+(12, 13, 14)
 """
 
 from __future__ import annotations
