@@ -85,6 +85,11 @@ _FACTUAL = re.compile(
     r"\b(is|was|are|were|does|did|has|had)\b(?!.{0,60}\b(should|must|need|want|would)\b)",
     re.IGNORECASE,
 )
+_YES_NO = re.compile(
+    r"\W*(and |also |so )?(should|shall|do|does|did|is|are|will|must|have|has|may|can i|could i)\b"
+    r"(?!.{0,80}\b(what|which|how)\b)",
+    re.IGNORECASE,
+)
 _FIELD_TERMS = {name: frozenset(tokenize(words)) for name, words in FIELD_WORDS.items()}
 
 
@@ -159,8 +164,9 @@ class FaithfulScorer:
             for doc, value in index.scores(topical).items():
                 out[doc] = out.get(doc, 0.0) + self.topic_weight * value
         asked = set(terms)
-        # a bare word ("Steps?", "template") names a field but asks nothing about it: no prior
-        whole = question.count(" ") >= 2
+        # a bare word ("Steps?", "template") names a field but asks nothing about it, and a
+        # yes/no question ("Should I include a chart?") asks about one thing: no field prior
+        whole = question.count(" ") >= 2 and not _YES_NO.match(question)
         for name, field_terms in _FIELD_TERMS.items():
             if whole and not asked.isdisjoint(field_terms):
                 for doc, bonus in self._field_prior(task, name):
