@@ -92,11 +92,14 @@ def clean_action(action: str, charset: frozenset[str], max_chars: int, is_stop: 
         return CleanAction(sanitize(text[:max_chars], charset) + " [...]", invalid="too_long")
     if not text:
         return CleanAction("(empty)", invalid="empty")
-    shown = " ".join(sanitize(text, charset).split())
-    letters = [ch for ch in text if ch.isalpha()]
-    unsupported = sum(1 for ch in letters if ch not in charset and not _ascii_fold(ch, charset))
-    if letters and unsupported * 2 > len(letters):
-        return CleanAction(shown, invalid="unsupported_characters")
+    if text.isascii():  # printable ASCII is in every charset
+        shown = text
+    else:
+        shown = " ".join(sanitize(text, charset).split())
+        letters = [ch for ch in text if ch.isalpha()]
+        unsupported = sum(1 for ch in letters if ch not in charset and not _ascii_fold(ch, charset))
+        if letters and unsupported * 2 > len(letters):
+            return CleanAction(shown, invalid="unsupported_characters")
     if not _WORDLIKE.search(shown):
         return CleanAction(shown or "(empty)", invalid="no_words")
     return CleanAction(shown)

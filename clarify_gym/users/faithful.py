@@ -33,6 +33,7 @@ visible), with four changes, tuned on the train split of the gold labels
 
 from __future__ import annotations
 
+import heapq
 import logging
 import re
 from dataclasses import dataclass, field
@@ -85,6 +86,7 @@ _FACTUAL = re.compile(
     r"\b(is|was|are|were|does|did|has|had)\b(?!.{0,60}\b(should|must|need|want|would)\b)",
     re.IGNORECASE,
 )
+_WH = ("what", "which", "who", "when", "where", "how")
 _YES_NO = re.compile(
     r"\W*(and |also |so )?(should|shall|do|does|did|is|are|will|must|have|has|may|can i|could i)\b"
     r"(?!.{0,80}\b(what|which|how)\b)",
@@ -166,11 +168,12 @@ class FaithfulScorer:
         asked = set(terms)
         # a bare word ("Steps?", "template") names a field but asks nothing about it, and a
         # yes/no question ("Should I include a chart?") asks about one thing: no field prior
-        whole = question.count(" ") >= 2 and not _YES_NO.match(question)
-        for name, field_terms in _FIELD_TERMS.items():
-            if whole and not asked.isdisjoint(field_terms):
-                for doc, bonus in self._field_prior(task, name):
-                    out[doc] = out.get(doc, 0.0) + bonus
+        fields = [n for n, words in _FIELD_TERMS.items() if not asked.isdisjoint(words)]
+        if fields and (question.count(" ") < 2 or _YES_NO.match(question)):
+            fields = []
+        for name in fields:
+            for doc, bonus in self._field_prior(task, name):
+                out[doc] = out.get(doc, 0.0) + bonus
         if self.embed_weight and self.embedder is not None:
             try:
                 sims = self.embedder.similarities(task, question)
@@ -189,19 +192,23 @@ class FaithfulScorer:
         if not scored:
             return []
         hidden = task.hidden_ids
-        factual = _FACTUAL.search(question) is not None
+        first = question.lstrip()[:5].lower()
+        factual = first.startswith(_WH) and _FACTUAL.search(question) is not None
         weight = self.factual_visible_weight if factual else self.visible_weight
         ratio = self.factual_hidden_ratio if factual else self.hidden_ratio
-        if weight != 1.0:
-            scored = {d: v if d in hidden else v * weight for d, v in scored.items()}
-        best = max(scored.values())
-        best_hidden = max((v for d, v in scored.items() if d in hidden), default=0.0)
+        best = best_hidden = 0.0
+        for doc, value in scored.items():  # one pass: weigh visible ones, find both bests
+            if doc in hidden:
+                best_hidden = max(best_hidden, value)
+            elif weight != 1.0:
+                value = scored[doc] = value * weight
+            best = max(best, value)
         if best_hidden < best and best_hidden >= max(self.min_score, ratio * best):
             scored = {d: v for d, v in scored.items() if d in hidden}
             best = best_hidden
         floor = max(self.min_score, self.min_ratio * best)
-        kept = sorted((-v, doc) for doc, v in scored.items() if v >= floor)
-        return [(doc, -neg) for neg, doc in kept[:k]]
+        kept = heapq.nsmallest(k, ((-v, doc) for doc, v in scored.items() if v >= floor))
+        return [(doc, -neg) for neg, doc in kept]
 
 
 @dataclass
