@@ -19,11 +19,11 @@ import pytest
 import torch
 from ppo_helpers import short_tasks
 
+from agents.ppo.checkpoint import load_trained_policy
 from agents.ppo.config import PPOSettings, preset
 from agents.ppo.core import masked_whiten
-from agents.ppo.model import load_trained_policy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("dist_worker.py")
 
 

@@ -1,6 +1,6 @@
 """One process of a multi-process PPO run on CPUs (gloo), started by ``torchrun`` from the tests.
 
-``python -m torch.distributed.run --nproc-per-node 2 tests/dist_worker.py MODE OUT TASKS [JSON]``
+``python -m torch.distributed.run --nproc-per-node 2 tests/agents/dist_worker.py MODE OUT TASKS [JSON]``
 
 MODE is ``ddp``, ``fsdp`` (an accelerate config file's FSDP plugin) or ``zero-cast`` (every
 weight cast to bf16 the way DeepSpeed ZeRO casts the engine's module). accelerate turns FSDP on
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import yaml
 
-CONFIGS = Path(__file__).resolve().parents[1] / "agents" / "ppo" / "accelerate_configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "agents" / "ppo" / "accelerate_configs"
 # accelerate launch's env names for the fsdp_config keys (accelerate/utils/launch.py)
 _FSDP_ENV = {
     "fsdp_version": "FSDP_VERSION",
