@@ -20,6 +20,7 @@ trained on the bundled tasks, built once into the cache folder (:func:`tiny_chec
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -33,7 +34,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.models import QWEN25_CHAT_TEMPLATE, cache_dir, load_causal_lm, load_tokenizer
+from agents.models import (
+    QWEN25_CHAT_TEMPLATE,
+    cache_dir,
+    load_causal_lm,
+    load_tokenizer,
+    resolve_train_dtype,
+)
 from agents.ppo.config import LoraSettings, ModelSettings
 
 __all__ = [
@@ -214,6 +221,14 @@ class PolicyValueModel(nn.Module):
         with self.policy.disable_adapter():
             yield
 
+    def head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head in float32 (weights and activations), whatever the model's dtype: bf16
+        logits are only good to ~0.1 at the scale of an LM's logits, too coarse for PPO's
+        ratios, and the sampler and the scorer share this one function."""
+        head = self.causal_lm.get_output_embeddings()
+        bias = None if head.bias is None else head.bias.float()
+        return nn.functional.linear(hidden.float(), head.weight.float(), bias)
+
     def actor_parameters(self) -> list[nn.Parameter]:
         """The LoRA weights."""
         return [p for p in self.policy.parameters() if p.requires_grad]
@@ -233,25 +248,27 @@ class PolicyValueModel(nn.Module):
         past_key_values: Any = None,
         entropy_grad: bool = False,
     ) -> tuple[Any, ...]:
+        decoder = self.causal_lm.get_decoder()
         if policy_mask is None:  # one generation step: only the last position's logits
-            out = self.policy(
+            cache_kw = "cache" if "cache" in inspect.signature(decoder.forward).parameters else None
+            out = decoder(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
-                past_key_values=past_key_values,
                 use_cache=True,
-                logits_to_keep=1,
+                **{cache_kw or "past_key_values": past_key_values},
             )
-            return out.logits[:, -1], out.past_key_values
+            cache = getattr(out, "cache", None) or out.past_key_values
+            return self.head_logits(out.last_hidden_state[:, -1]), cache
         if policy_mask[:, 0].any():
             raise ValueError("the first token of a sequence cannot be a policy token")
-        hidden = self.causal_lm.get_decoder()(
+        hidden = decoder(
             input_ids=input_ids, attention_mask=attention_mask, use_cache=False
         ).last_hidden_state  # (B, T, H)
         predicts = policy_mask[:, 1:]  # (B, T-1): position t-1 predicts policy token t
         h = hidden[:, :-1][predicts]  # (N, H), N = policy tokens in the batch
         targets = input_ids[:, 1:][predicts]  # (N,)
-        logits = self.causal_lm.get_output_embeddings()(h).float() / temperature  # (N, V)
+        logits = self.head_logits(h) / temperature  # (N, V), float32
         logp_all = torch.log_softmax(logits, dim=-1)
         logprobs = logp_all.gather(-1, targets[:, None]).squeeze(-1)  # (N,)
         with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
@@ -275,7 +292,8 @@ def build_policy_value_model(
 
     base_spec = resolve_base(model.model)
     tokenizer = load_tokenizer(resolve_base(model.tokenizer) if model.tokenizer else base_spec)
-    causal_lm = load_causal_lm(base_spec, dtype=getattr(torch, model.dtype), device=str(device))
+    dtype = resolve_train_dtype(model.dtype, device)
+    causal_lm = load_causal_lm(base_spec, dtype=dtype, device=str(device))
     causal_lm.config.use_cache = False
     if model.gradient_checkpointing:
         causal_lm.gradient_checkpointing_enable(
