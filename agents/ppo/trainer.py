@@ -40,7 +40,7 @@ from agents.ppo.core import (
     ppo_losses,
     token_rewards,
 )
-from agents.ppo.logs import append_metrics, plot_learning_curve, truncate_metrics
+from agents.ppo.logs import append_metrics, plot_learning_curve, read_metrics, truncate_metrics
 from agents.ppo.model import PolicyValueModel, build_policy_value_model, stop_token_ids
 from agents.ppo.rollout import Episode, RewardFn, play_episodes
 from clarify_gym.env import EPISODE_METRICS
@@ -150,6 +150,14 @@ def setup(
             f"{out} already holds checkpoints of a run: pass --resume {out} to continue it, "
             "or choose another --output-dir"
         )
+    metrics_file = out / "metrics.jsonl"
+    old_rows = read_metrics(metrics_file)  # a damaged file stops the run here, not at its end
+    if resume is None and old_rows:
+        logger.warning(
+            "%s holds %d metrics rows of a run that left no checkpoint: starting afresh, "
+            "they are removed", metrics_file, len(old_rows),
+        )  # fmt: skip
+        truncate_metrics(metrics_file, 0)
     # torchrun/accelerate on CPUs only: without cpu=True every process would train on its own
     cpu_only = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     accelerator = Accelerator(
@@ -213,7 +221,7 @@ def setup(
         state.update, state.kl_ctl.value = int(saved["update"]), float(saved["kl_coef"])
         logger.info("resumed from %s after update %d", folder, state.update)
         if accelerator.is_main_process:
-            truncate_metrics(out / "metrics.jsonl", state.update)
+            truncate_metrics(metrics_file, state.update)
     return state
 
 
