@@ -36,6 +36,7 @@ __all__ = [
     "QWEN25_CHAT_TEMPLATE",
     "TINY",
     "ModelSource",
+    "bf16_unsupported_reason",
     "build_tiny_tokenizer",
     "cache_dir",
     "converted_checkpoint",
@@ -43,6 +44,7 @@ __all__ = [
     "load_tokenizer",
     "resolve_base",
     "resolve_model",
+    "resolve_train_dtype",
     "tiny_causal_lm",
     "tiny_checkpoint",
     "tiny_qwen2_config",
@@ -236,6 +238,54 @@ def load_causal_lm(
         path, dtype=dtype or torch.float32, **kwargs
     )
     return model.to(device).eval()
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU feature flags of ``/proc/cpuinfo`` (empty where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()}
+
+
+def bf16_unsupported_reason(device: Any = "cpu") -> str | None:
+    """None when ``device`` computes bfloat16 matmuls natively, else the reason it does not.
+
+    CPUs qualify with AMX-BF16 or AVX512-BF16 (``amx_bf16`` / ``avx512_bf16`` in
+    ``/proc/cpuinfo``; on such a CPU a bf16 matmul is ~7x float32's); GPUs when
+    ``torch.cuda.is_bf16_supported()``.
+    """
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return None
+        return f"GPU {torch.cuda.get_device_name(device)} has no native bfloat16"
+    if device.type == "cpu":
+        if {"amx_bf16", "avx512_bf16"} & _cpu_flags():
+            return None
+        return (
+            "this CPU has neither AMX-BF16 nor AVX512-BF16 (no amx_bf16/avx512_bf16 flag in "
+            "/proc/cpuinfo), so bfloat16 would be emulated and slower than float32"
+        )
+    return f"bfloat16 support is not detected on {device.type!r} devices"
+
+
+def resolve_train_dtype(name: str, device: Any = "cpu") -> Any:
+    """The torch dtype for a dtype name; ``"auto"`` is bfloat16 where
+    :func:`bf16_unsupported_reason` finds native support, else float32 with the reason logged."""
+    import torch
+
+    if name != "auto":
+        return getattr(torch, name)
+    reason = bf16_unsupported_reason(device)
+    if reason is None:
+        logger.info("dtype auto: bfloat16 (native on %s)", device)
+        return torch.bfloat16
+    logger.warning("dtype auto: float32, because %s", reason)
+    return torch.float32
 
 
 # ---- the tiny model (tests, the `tiny` preset, the TRL example) ---------------------------

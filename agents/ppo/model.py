@@ -15,6 +15,7 @@ Checkpoint files (a standard peft adapter plus the value head) are written and r
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.models import load_causal_lm, load_tokenizer, resolve_base
+from agents.models import load_causal_lm, load_tokenizer, resolve_base, resolve_train_dtype
 from agents.ppo.config import LoraSettings, ModelSettings
 
 __all__ = ["PolicyValueModel", "build_policy_value_model", "stop_token_ids"]
@@ -74,6 +75,14 @@ class PolicyValueModel(nn.Module):
         with self.policy.disable_adapter():
             yield
 
+    def head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head in float32 (weights and activations), whatever the model's dtype: bf16
+        logits are only good to ~0.1 at the scale of an LM's logits, too coarse for PPO's
+        ratios, and the sampler and the scorer share this one function."""
+        head = self.causal_lm.get_output_embeddings()
+        bias = None if head.bias is None else head.bias.float()
+        return nn.functional.linear(hidden.float(), head.weight.float(), bias)
+
     def actor_parameters(self) -> list[nn.Parameter]:
         """The LoRA weights."""
         return [p for p in self.policy.parameters() if p.requires_grad]
@@ -93,25 +102,27 @@ class PolicyValueModel(nn.Module):
         past_key_values: Any = None,
         entropy_grad: bool = False,
     ) -> tuple[Any, ...]:
+        decoder = self.causal_lm.get_decoder()
         if policy_mask is None:  # one generation step: only the last position's logits
-            out = self.policy(
+            cache_kw = "cache" if "cache" in inspect.signature(decoder.forward).parameters else None
+            out = decoder(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
-                past_key_values=past_key_values,
                 use_cache=True,
-                logits_to_keep=1,
+                **{cache_kw or "past_key_values": past_key_values},
             )
-            return out.logits[:, -1], out.past_key_values
+            cache = getattr(out, "cache", None) or out.past_key_values
+            return self.head_logits(out.last_hidden_state[:, -1]), cache
         if policy_mask[:, 0].any():
             raise ValueError("the first token of a sequence cannot be a policy token")
-        hidden = self.causal_lm.get_decoder()(
+        hidden = decoder(
             input_ids=input_ids, attention_mask=attention_mask, use_cache=False
         ).last_hidden_state  # (B, T, H)
         predicts = policy_mask[:, 1:]  # (B, T-1): position t-1 predicts policy token t
         h = hidden[:, :-1][predicts]  # (N, H), N = policy tokens in the batch
         targets = input_ids[:, 1:][predicts]  # (N,)
-        logits = self.causal_lm.get_output_embeddings()(h).float() / temperature  # (N, V)
+        logits = self.head_logits(h) / temperature  # (N, V), float32
         logp_all = torch.log_softmax(logits, dim=-1)
         logprobs = logp_all.gather(-1, targets[:, None]).squeeze(-1)  # (N,)
         with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
@@ -138,7 +149,8 @@ def build_policy_value_model(
 
     base_spec = resolve_base(model.model)
     tokenizer = load_tokenizer(resolve_base(model.tokenizer) if model.tokenizer else base_spec)
-    causal_lm = load_causal_lm(base_spec, dtype=getattr(torch, model.dtype), device=str(device))
+    dtype = resolve_train_dtype(model.dtype, device)
+    causal_lm = load_causal_lm(base_spec, dtype=dtype, device=str(device))
     causal_lm.config.use_cache = False
     if model.gradient_checkpointing:
         causal_lm.gradient_checkpointing_enable(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections import defaultdict
@@ -40,7 +41,7 @@ from agents.ppo.core import (
     ppo_losses,
     token_rewards,
 )
-from agents.ppo.logs import append_metrics, plot_learning_curve, truncate_metrics
+from agents.ppo.logs import append_metrics, plot_learning_curve, read_metrics, truncate_metrics
 from agents.ppo.model import PolicyValueModel, build_policy_value_model, stop_token_ids
 from agents.ppo.rollout import Episode, RewardFn, play_episodes
 from clarify_gym.env import EPISODE_METRICS
@@ -49,6 +50,7 @@ __all__ = [
     "Batch",
     "TrainResult",
     "TrainState",
+    "clip_gradients",
     "ppo_iteration",
     "save_checkpoint",
     "setup",
@@ -66,6 +68,8 @@ class Batch:
     attention_mask: torch.Tensor
     policy_mask: torch.Tensor
     env_rewards: torch.Tensor
+    sample_logprobs: torch.Tensor
+    """The sampler's log-prob of each policy token (NaN elsewhere, or where it is unknown)."""
 
     @classmethod
     def collate(cls, episodes: list[Episode], pad_id: int, device: torch.device) -> Batch:
@@ -81,7 +85,15 @@ class Batch:
             attention_mask=pad([[1] * len(e.tokens) for e in episodes], 0, torch.long),
             policy_mask=pad([e.policy_mask for e in episodes], False, torch.bool),
             env_rewards=pad([e.rewards for e in episodes], 0.0, torch.float32),
+            sample_logprobs=pad(
+                [_fit(e.sample_logprobs, len(e.tokens)) for e in episodes], math.nan, torch.float32
+            ),
         )
+
+
+def _fit(values: list[float], length: int) -> list[float]:
+    """``values`` cut or NaN-padded to ``length``."""
+    return values[:length] + [math.nan] * (length - len(values))
 
 
 def _rows(
@@ -140,6 +152,14 @@ def setup(
             f"{out} already holds checkpoints of a run: pass --resume {out} to continue it, "
             "or choose another --output-dir"
         )
+    metrics_file = out / "metrics.jsonl"
+    old_rows = read_metrics(metrics_file)  # a damaged file stops the run here, not at its end
+    if resume is None and old_rows:
+        logger.warning(
+            "%s holds %d metrics rows of a run that left no checkpoint: starting afresh, "
+            "they are removed", metrics_file, len(old_rows),
+        )  # fmt: skip
+        truncate_metrics(metrics_file, 0)
     # torchrun/accelerate on CPUs only: without cpu=True every process would train on its own
     cpu_only = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     accelerator = Accelerator(
@@ -205,7 +225,7 @@ def setup(
         state.update, state.kl_ctl.value = int(saved["update"]), float(saved["kl_coef"])
         logger.info("resumed from %s after update %d", folder, state.update)
         if accelerator.is_main_process:
-            truncate_metrics(out / "metrics.jsonl", state.update)
+            truncate_metrics(metrics_file, state.update)
     return state
 
 
@@ -217,12 +237,16 @@ def _sum_over_processes(acc: Any) -> Callable[[torch.Tensor], torch.Tensor] | No
 
 
 @torch.no_grad()
-def _score(model: Any, batch: Batch, chunk: int, temperature: float) -> tuple[torch.Tensor, ...]:
-    """``(logprobs, values, entropy)``, each (B, T), in no-grad chunks of similar lengths."""
+def _score(
+    model: Any, batch: Batch, groups: list[torch.Tensor], temperature: float
+) -> tuple[torch.Tensor, ...]:
+    """``(logprobs, values, entropy)``, each (B, T), in no-grad passes over the row ``groups``.
+
+    Give the micro-batches of the first training epoch as ``groups``: every row is then scored
+    in the very batch shape (rows, width) the first training pass sees, so in bf16 the "old"
+    log-probs equal that pass's bit for bit and the first ratio is exactly 1."""
     outs = [torch.zeros(batch.input_ids.shape, device=batch.input_ids.device) for _ in range(3)]
-    order = torch.argsort(batch.attention_mask.sum(1))
-    for start in range(0, len(order), chunk):
-        idx = order[start : start + chunk]
+    for idx in groups:
         ids, attn, mask = _rows(
             [batch.input_ids, batch.attention_mask, batch.policy_mask], batch.attention_mask, idx
         )
@@ -256,10 +280,21 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
     mask = batch.policy_mask  # (B, T)
     rolled_out = time.perf_counter()
 
-    # 2. score: log-probs and values with the adapter on, reference log-probs with it off
-    logprobs, values, entropy = _score(model, batch, r.forward_batch_size, r.temperature)
+    # 2. score: log-probs and values with the adapter on, reference log-probs with it off, in
+    #    the micro-batches (and the train mode) of the first epoch's pass, so its ratio is 1
+    orders = [
+        torch.randperm(state.local_episodes, generator=state.shuffler) for _ in range(p.ppo_epochs)
+    ]
+    micro = [
+        [o[i : i + state.micro_batch].to(acc.device) for i in range(0, len(o), state.micro_batch)]
+        for o in orders
+    ]
+    model.train()
+    logprobs, values, entropy = _score(model, batch, micro[0], r.temperature)
     with state.policy.adapter_disabled():
-        ref_logprobs, _, _ = _score(model, batch, r.forward_batch_size, r.temperature)
+        ref_logprobs, _, _ = _score(model, batch, micro[0], r.temperature)
+    known = mask & torch.isfinite(batch.sample_logprobs)
+    logprob_gap = masked_mean((logprobs - batch.sample_logprobs).abs(), known)  # sampler-scorer
 
     # 3. per-token rewards: -beta * KL on every policy token, env reward on each reply's last
     beta = state.kl_ctl.value
@@ -271,16 +306,21 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
     if p.whiten_advantages:
         advantages = masked_whiten(advantages, mask, all_reduce=_sum_over_processes(acc))
 
-    # 5. K epochs of minibatch updates: clipped policy and value losses, entropy bonus,
-    #    gradient accumulation over micro-batches, grad-norm clipping
+    # 5. K epochs of minibatch updates: clipped policy and value losses, entropy bonus, each a
+    #    token mean over the whole minibatch (gradient accumulation over its micro-batches),
+    #    actor and critic gradient norms clipped separately
     scored = time.perf_counter()
-    model.train()
     stats: dict[str, list[float]] = defaultdict(list)
     tensors = [batch.input_ids, batch.attention_mask, mask, logprobs, values, advantages, returns]
-    for _epoch in range(p.ppo_epochs):
-        order = torch.randperm(state.local_episodes, generator=state.shuffler)
-        for start in range(0, state.local_episodes, state.micro_batch):
-            idx = order[start : start + state.micro_batch].to(acc.device)
+    per_minibatch = state.local_minibatch // state.micro_batch
+    for epoch in range(p.ppo_epochs):
+        # policy tokens of each minibatch over all processes -> each micro-batch's normaliser
+        counts = torch.stack(
+            [mask[torch.cat(micro[epoch][j : j + per_minibatch])].sum() for j in
+             range(0, len(micro[epoch]), per_minibatch)]
+        ).float()  # fmt: skip
+        counts = acc.reduce(counts, reduction="sum") / (acc.num_processes * per_minibatch)
+        for k, idx in enumerate(micro[epoch]):
             ids, attn, m, old_logp, old_v, adv, ret = _rows(tensors, batch.attention_mask, idx)
             with acc.accumulate(model):
                 new_logp, new_v, new_entropy = model(  # (b, t) each
@@ -288,14 +328,20 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
                 )
                 out = ppo_losses(
                     new_logp, old_logp, new_v, old_v, adv, ret, new_entropy, m,
-                    clip_ratio=p.clip_ratio, clip_value=p.clip_value,
-                    vf_coef=p.vf_coef, ent_coef=p.ent_coef,
+                    clip_ratio=p.clip_ratio, clip_value=p.clip_value, vf_coef=p.vf_coef,
+                    ent_coef=p.ent_coef, max_log_ratio=p.max_log_ratio,
+                    dual_clip=p.dual_clip or None, token_count=counts[k // per_minibatch],
                 )  # fmt: skip
+                if epoch == 0 and k == 0:  # before any optimizer step: the ratio must be 1
+                    dev = torch.where(m, (new_logp - old_logp).abs(), torch.zeros_like(new_logp))
+                    stats["losses/first_log_ratio_max"].append(float(dev.max().detach()))
                 acc.backward(out.loss)
                 if acc.sync_gradients:
-                    norm = acc.clip_grad_norm_(state.trainable, p.max_grad_norm)
-                    if norm is not None:
-                        stats["losses/grad_norm"].append(float(norm))
+                    norms = clip_gradients(
+                        acc, state.policy, p.max_grad_norm, p.max_grad_norm_critic
+                    )
+                    stats["losses/grad_norm_actor"].append(norms[0])
+                    stats["losses/grad_norm_critic"].append(norms[1])
                 state.optimizer.step()
                 state.optimizer.zero_grad()
             for name in ("policy", "value", "entropy", "approx_kl", "clipfrac", "value_clipfrac"):
@@ -312,10 +358,12 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
         },
         "objective/kl": float(kl.sum(1).mean()),
         "objective/kl_coef": beta,
+        "objective/kl_penalty": float(beta * kl.sum(1).mean()),
         "objective/reward": float(rewards.sum(1).mean()),
         "objective/entropy": float(masked_mean(entropy, mask)),
         **{k: float(np.mean(v)) for k, v in stats.items()},
         "losses/explained_variance": explained_variance(values, returns, mask),
+        "rollout/logprob_gap": float(logprob_gap),
         "rollout/episode_tokens": float(batch.attention_mask.sum(1).float().mean()),
         "rollout/policy_tokens": float(mask.sum(1).float().mean()),
         "rollout/noncanonical_turns": sum(e.noncanonical_turns for e in episodes) / max(replies, 1),
@@ -334,6 +382,22 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
     metrics["charts/episodes"] = float(state.update * p.episodes_per_batch)
     state.kl_ctl.update(metrics["objective/kl"], p.episodes_per_batch)
     return metrics
+
+
+def clip_gradients(
+    accelerator: Any, model: PolicyValueModel, max_actor: float, max_critic: float
+) -> tuple[float, float]:
+    """Clip the actor's (LoRA) and the critic's (value head) gradient norms separately, so a
+    large value-loss gradient cannot shrink the policy's step; returns both norms before
+    clipping. Under FSDP, accelerate clips all parameters as one group (its limitation)."""
+    norms = []
+    for params, limit in (
+        (model.actor_parameters(), max_actor),
+        (model.critic_parameters(), max_critic),
+    ):
+        norm = accelerator.clip_grad_norm_(params, limit)
+        norms.append(float(norm) if norm is not None else math.nan)
+    return norms[0], norms[1]
 
 
 def save_checkpoint(state: TrainState) -> Path:

@@ -63,7 +63,7 @@ def check_run(reports: list[dict]) -> None:
     assert h1["objective/kl"] == 0.0 and h2["objective/kl"] != 0.0
     for row in (h1, h2):
         assert all(math.isfinite(v) for k, v in row.items() if k.startswith("losses/policy"))
-        assert math.isfinite(row["losses/value"]) and math.isfinite(row["losses/grad_norm"])
+        assert math.isfinite(row["losses/value"]) and math.isfinite(row["losses/grad_norm_actor"])
     assert first["base_changed"] == [] and second["base_changed"] == []
     policy, _, meta = load_trained_policy(first["checkpoint"])
     assert meta["update"] == 2
