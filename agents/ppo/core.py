@@ -8,6 +8,7 @@ multiplication), so garbage in context positions cannot leak into the loss.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -54,18 +55,33 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
     return var
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+def masked_whiten(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    shift_mean: bool = True,
+    *,
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """``x`` normalised to mean 0 (unless ``shift_mean=False``) and unit variance over the
-    masked values; 0 outside the mask.
+    masked values; 0 outside the mask. ``all_reduce`` sums a tensor over processes (e.g.
+    ``lambda t: accelerator.reduce(t, "sum")``): the statistics are then those of the masked
+    values of every process's ``x``, as if the batches were one.
 
     >>> masked_whiten(torch.tensor([1.0, 7.0, 3.0]), torch.tensor([True, False, True]))
     tensor([-0.7071,  0.0000,  0.7071])
     """
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    mask = mask.bool()
+    total = all_reduce or (lambda t: t)
+    zero = torch.zeros_like(x)
+    n = total(mask.sum().to(x.dtype))
+    mean = total(torch.where(mask, x, zero).sum()) / n.clamp(min=1)
+    if n < 2:
+        raise ValueError("masked_whiten needs at least two unmasked values")
+    var = total(torch.where(mask, (x - mean) ** 2, zero).sum()) / (n - 1)  # Bessel-corrected
     whitened = (x - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         whitened = whitened + mean
-    return torch.where(mask.bool(), whitened, torch.zeros_like(x))
+    return torch.where(mask, whitened, zero)
 
 
 def token_rewards(

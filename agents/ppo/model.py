@@ -128,7 +128,10 @@ class PolicyValueModel(nn.Module):
         with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
             entropy = -(logp_all.exp() * logp_all).sum(-1)  # (N,)
         h_critic = h.detach() if self.critic_detach else h
-        values = self.value_head(h_critic.float()).squeeze(-1)  # (N,)
+        # in the head's own dtype: fp32 as built, bf16 once ZeRO casts the model or FSDP2
+        # gathers it in its mixed-precision param_dtype
+        head_dtype = self.value_head.weight.dtype
+        values = self.value_head(h_critic.to(head_dtype)).float().squeeze(-1)  # (N,)
 
         def scatter(x: torch.Tensor) -> torch.Tensor:  # (N,) -> (B, T), 0 off the mask
             flat = torch.zeros(predicts.shape, dtype=x.dtype, device=x.device)

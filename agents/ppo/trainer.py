@@ -20,6 +20,7 @@ import math
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,7 @@ class TrainState:
     kl_ctl: AdaptiveKLController
     local_episodes: int  # episodes per update on this process
     local_minibatch: int  # episodes per optimiser step on this process
+    micro_batch: int  # episodes per forward/backward pass on this process
     reward_fn: RewardFn | None = None
     update: int = 0  # updates completed
 
@@ -166,17 +168,18 @@ def setup(
         log_with="tensorboard" if cfg.log.tensorboard else None,
         project_dir=str(out),
     )
-    p, world = cfg.ppo, accelerator.num_processes
-    if p.episodes_per_batch % world or p.minibatch_size % (world * p.micro_batch_size):
-        raise ValueError(
-            f"with {world} processes, episodes_per_batch ({p.episodes_per_batch}) and "
-            f"minibatch_size ({p.minibatch_size}) must be multiples of {world} x micro_batch_size"
-        )
-    local_minibatch = p.minibatch_size // world
-    accelerator.gradient_accumulation_steps = local_minibatch // p.micro_batch_size
+    p = cfg.ppo
+    geometry = p.per_process(accelerator.num_processes)  # ValueError naming the flag to change
+    if geometry.micro_batch != p.micro_batch_size:
+        logger.info(
+            "%d processes: %d episodes per minibatch each, micro-batch %d (not %d)",
+            accelerator.num_processes, geometry.minibatch, geometry.micro_batch, p.micro_batch_size,
+        )  # fmt: skip
+    accelerator.gradient_accumulation_steps = geometry.grad_accum_steps
     if accelerator.distributed_type == DistributedType.DEEPSPEED:  # no dataloader tells it
         ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
-        ds_config["train_micro_batch_size_per_gpu"] = p.micro_batch_size
+        ds_config["train_micro_batch_size_per_gpu"] = geometry.micro_batch
+        ds_config["gradient_accumulation_steps"] = geometry.grad_accum_steps
 
     torch.manual_seed(cfg.log.seed)  # the same LoRA initialisation on every process
     model, tokenizer, _ = build_policy_value_model(cfg.model, cfg.lora, device=accelerator.device)
@@ -202,7 +205,7 @@ def setup(
         tokenizer=tokenizer,
         envs=[
             gym.make(cfg.env.env_id, **cfg.env.make_kwargs())
-            for _ in range(min(cfg.rollout.generation_batch_size, p.episodes_per_batch // world))
+            for _ in range(min(cfg.rollout.generation_batch_size, geometry.episodes))
         ],
         stop_ids=stop_ids,
         sampler=torch.Generator(device=accelerator.device).manual_seed(cfg.log.seed * 7919 + rank),
@@ -210,8 +213,9 @@ def setup(
         kl_ctl=AdaptiveKLController(
             p.kl_coef, p.target_kl if p.adaptive_kl else None, p.kl_horizon
         ),
-        local_episodes=p.episodes_per_batch // world,
-        local_minibatch=local_minibatch,
+        local_episodes=geometry.episodes,
+        local_minibatch=geometry.minibatch,
+        micro_batch=geometry.micro_batch,
         reward_fn=reward_fn,
     )
     if folder is not None:
@@ -223,6 +227,13 @@ def setup(
         if accelerator.is_main_process:
             truncate_metrics(metrics_file, state.update)
     return state
+
+
+def _sum_over_processes(acc: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """A sum over all processes (None with one process)."""
+    if acc.num_processes == 1:
+        return None
+    return lambda t: acc.reduce(t, reduction="sum")
 
 
 @torch.no_grad()
@@ -275,7 +286,7 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
         torch.randperm(state.local_episodes, generator=state.shuffler) for _ in range(p.ppo_epochs)
     ]
     micro = [
-        [o[i : i + p.micro_batch_size].to(acc.device) for i in range(0, len(o), p.micro_batch_size)]
+        [o[i : i + state.micro_batch].to(acc.device) for i in range(0, len(o), state.micro_batch)]
         for o in orders
     ]
     model.train()
@@ -289,10 +300,11 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
     beta = state.kl_ctl.value
     rewards, kl = token_rewards(batch.env_rewards, logprobs, ref_logprobs, mask, beta)  # (B, T)
 
-    # 4. advantages: GAE over the policy tokens (env tokens skipped), whitened over the batch
+    # 4. advantages: GAE over the policy tokens (env tokens skipped), whitened over the whole
+    #    batch (statistics summed over all processes)
     advantages, returns = compute_gae(rewards, values, mask, p.gamma, p.lam)  # (B, T)
     if p.whiten_advantages:
-        advantages = masked_whiten(advantages, mask)
+        advantages = masked_whiten(advantages, mask, all_reduce=_sum_over_processes(acc))
 
     # 5. K epochs of minibatch updates: clipped policy and value losses, entropy bonus, each a
     #    token mean over the whole minibatch (gradient accumulation over its micro-batches),
@@ -300,7 +312,7 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
     scored = time.perf_counter()
     stats: dict[str, list[float]] = defaultdict(list)
     tensors = [batch.input_ids, batch.attention_mask, mask, logprobs, values, advantages, returns]
-    per_minibatch = state.local_minibatch // p.micro_batch_size
+    per_minibatch = state.local_minibatch // state.micro_batch
     for epoch in range(p.ppo_epochs):
         # policy tokens of each minibatch over all processes -> each micro-batch's normaliser
         counts = torch.stack(
