@@ -400,15 +400,22 @@ def _paper() -> TrainConfig:
     questions, 256 episodes per batch, minibatch 16, clip 0.2, gradient norm 1.0, critic lr
     1e-4. The paper trains with verl and does not report the rest, so these are verl's defaults
     (``ppo_trainer.yaml``): gamma = lambda = 1, value clip 0.5, a fixed KL coefficient of 0.001
-    in the reward, sampling temperature 1.0, 1 PPO epoch per batch, no entropy bonus, critic
-    gradient norm 1.0. Ours, not the paper's: LoRA (r 16) instead of a full fine-tune, so the
+    (``kl_ctrl.kl_coef``; here in the reward), sampling temperature 1.0, 1 PPO epoch per batch,
+    no entropy bonus, dual-clip 3.0 (``clip_ratio_c``), AdamW weight decay 0.01, critic gradient
+    norm 1.0, token-mean loss. Ours, not the paper's: LoRA (r 16) instead of a full fine-tune, so the
     actor lr is 1e-4, not the paper's full-fine-tune 2e-5: a LoRA update starts from B = 0 and
     moves a rank-16 product, and its best learning rate is about 10x a full fine-tune's
     (Schulman et al. 2025, "LoRA Without Regret").
     """
     return TrainConfig(
         model=ModelSettings("Qwen/Qwen2.5-7B-Instruct", None, "bfloat16", True),
-        ppo=PPOSettings(episodes_per_batch=256, minibatch_size=16, micro_batch_size=4),
+        ppo=PPOSettings(
+            episodes_per_batch=256,
+            minibatch_size=16,
+            micro_batch_size=4,
+            dual_clip=3.0,
+            weight_decay=0.01,
+        ),
         rollout=RolloutSettings(max_new_tokens=64, max_episode_tokens=2048, temperature=1.0),
         env=EnvSettings(env_id="ProactiveGatherPaper-v0", max_questions=5),
         log=LogSettings(output_dir="runs/ppo-paper", mixed_precision="bf16", updates=30),
