@@ -110,7 +110,7 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
 
 def train_config(args: argparse.Namespace, reward: str, seed: int) -> Any:
     """The ``smollm2-135m`` preset with this benchmark's budget, reward and seed."""
-    from agents.ppo.config import preset
+    from agents.ppo.presets import preset
 
     return preset("smollm2-135m").replace(
         model=args.model,

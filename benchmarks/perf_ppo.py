@@ -85,7 +85,7 @@ def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     import transformers  # noqa: F401
 
-    from agents.ppo.config import preset
+    from agents.ppo.presets import preset
     from agents.ppo.trainer import ppo_iteration, setup
 
     torch.set_num_threads(spec["threads"])
