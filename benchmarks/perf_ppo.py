@@ -45,8 +45,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.runfiles import write_json_atomic
-
 RESULTS = Path(__file__).parent / "results" / "perf_ppo.json"
 TRL_PINS = (
     "trl==1.12.0",
@@ -429,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     print(json.dumps(report, indent=2))
+    from benchmarks.runfiles import write_json_atomic  # (not in the TRL worker's venv)
+
     write_json_atomic(args.out, report)
     return 0
 
