@@ -20,7 +20,8 @@ import json
 import sys
 from typing import Any
 
-from agents.ppo.config import GROUPS, PRESETS, TrainConfig, field_docs, preset
+from agents.ppo.config import GROUPS, TrainConfig, field_docs
+from agents.ppo.presets import PRESETS, preset
 
 __all__ = ["add_arguments", "config_from_args", "run"]
 

@@ -78,10 +78,20 @@ class PolicyValueModel(nn.Module):
     def head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """The LM head in float32 (weights and activations), whatever the model's dtype: bf16
         logits are only good to ~0.1 at the scale of an LM's logits, too coarse for PPO's
-        ratios, and the sampler and the scorer share this one function."""
+        ratios, and the sampler and the scorer share this one function. The frozen head's
+        float32 copy is made once and kept (SmolLM2: 113 MB; Qwen2.5-7B: 2.2 GB). A sharded
+        head (FSDP, ZeRO-3) runs through its own module instead, in the model's dtype."""
         head = self.causal_lm.get_output_embeddings()
+        weight = head.weight
+        if _sharded(weight, hidden.shape[-1]):
+            return head(hidden.to(weight.dtype)).float()
+        if weight.dtype != torch.float32:
+            key = (weight.data_ptr(), weight.device, weight.shape)
+            if getattr(self, "_head_key", None) != key:
+                self._head_fp32, self._head_key = weight.detach().float(), key
+            weight = self._head_fp32
         bias = None if head.bias is None else head.bias.float()
-        return nn.functional.linear(hidden.float(), head.weight.float(), bias)
+        return nn.functional.linear(hidden.float(), weight, bias)
 
     def actor_parameters(self) -> list[nn.Parameter]:
         """The LoRA weights."""
@@ -138,6 +148,18 @@ class PolicyValueModel(nn.Module):
             return nn.functional.pad(flat.masked_scatter(predicts, x), (1, 0))
 
         return scatter(logprobs), scatter(values), scatter(entropy)
+
+
+def _sharded(weight: torch.Tensor, hidden_size: int) -> bool:
+    """Whether a weight is a shard or placeholder outside its module's forward (FSDP1/2's
+    views and DTensors, DeepSpeed ZeRO-3's empty parameters)."""
+    if hasattr(weight, "ds_id") or weight.dim() != 2 or weight.shape[1] != hidden_size:
+        return True
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - torch built without distributed
+        return False
+    return isinstance(weight, DTensor)
 
 
 def build_policy_value_model(

@@ -229,21 +229,27 @@ def play_episodes(
     reward_fn: RewardFn | None = None,
     greedy: bool = False,
     reuse_cache: bool = True,
+    task_ids: Sequence[str] | None = None,
 ) -> list[Episode]:
     """Play one episode per seed, ``len(envs)`` at a time (a wave), with one batched generation
     per turn for every unfinished episode of the wave; the envs of a turn step concurrently (in
     threads, so an LLM user's requests overlap). The wave's KV cache is kept across turns
     (``reuse_cache=False`` prefills the whole chat every turn instead). ``greedy`` decodes with
-    argmax (evaluation). Episodes come back in the order of ``seeds``."""
+    argmax (evaluation). ``task_ids`` (one per seed) picks each episode's task instead of the
+    env's seeded draw. Episodes come back in the order of ``seeds``."""
     from concurrent.futures import ThreadPoolExecutor
 
+    if task_ids is not None and len(task_ids) != len(seeds):
+        raise ValueError(f"{len(task_ids)} task_ids for {len(seeds)} seeds: give one per seed")
     pad_id = tokenizer.pad_token_id
     finished: dict[int, Episode] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(len(envs), 32))) as pool:
         for start in range(0, len(seeds), len(envs)):
             live: list[_Live] = []
-            for env, seed in zip(envs, seeds[start : start + len(envs)], strict=False):
-                live.append(_reset(env, seed, tokenizer, settings))
+            wave = list(seeds[start : start + len(envs)])
+            tasks = task_ids[start : start + len(wave)] if task_ids else [None] * len(wave)
+            for env, seed, task in zip(envs, wave, tasks, strict=False):
+                live.append(_reset(env, seed, task, tokenizer, settings))
             index = {id(s): start + k for k, s in enumerate(live)}
             cache = KVCache()
             while live:
@@ -286,8 +292,10 @@ def _env_step(env: gym.Env, text: str) -> tuple[Any, ...]:
     return env.step(parse_reply(text))
 
 
-def _reset(env: gym.Env, seed: int, tokenizer: Any, settings: RolloutSettings) -> _Live:
-    obs, info = env.reset(seed=seed)
+def _reset(
+    env: gym.Env, seed: int, task_id: str | None, tokenizer: Any, settings: RolloutSettings
+) -> _Live:
+    obs, info = env.reset(seed=seed, options={"task_id": task_id} if task_id else None)
     text = render(tokenizer, observation_to_messages(obs))
     tokens = encode(tokenizer, text)
     if len(tokens) + settings.max_new_tokens > settings.max_episode_tokens:

@@ -31,6 +31,7 @@ import torch
 
 import clarify_gym  # noqa: F401  (registers the env ids)
 from agents.ppo import checkpoint as ckpt
+from agents.ppo.batch import Batch, rows, score
 from agents.ppo.config import TrainConfig
 from agents.ppo.core import (
     AdaptiveKLController,
@@ -43,7 +44,7 @@ from agents.ppo.core import (
 )
 from agents.ppo.logs import append_metrics, plot_learning_curve, read_metrics, truncate_metrics
 from agents.ppo.model import PolicyValueModel, build_policy_value_model, stop_token_ids
-from agents.ppo.rollout import Episode, RewardFn, play_episodes
+from agents.ppo.rollout import RewardFn, play_episodes
 from clarify_gym.env import EPISODE_METRICS
 
 __all__ = [
@@ -58,50 +59,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Batch:
-    """One rollout, right-padded; every tensor is ``(B, T)`` on the training device."""
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    policy_mask: torch.Tensor
-    env_rewards: torch.Tensor
-    sample_logprobs: torch.Tensor
-    """The sampler's log-prob of each policy token (NaN elsewhere, or where it is unknown)."""
-
-    @classmethod
-    def collate(cls, episodes: list[Episode], pad_id: int, device: torch.device) -> Batch:
-        """Pad the episodes' token sequences on the right into one batch."""
-        width = max(len(e.tokens) for e in episodes)
-
-        def pad(rows: list[list[Any]], value: Any, dtype: torch.dtype) -> torch.Tensor:
-            full = [row + [value] * (width - len(row)) for row in rows]
-            return torch.tensor(full, dtype=dtype, device=device)
-
-        return cls(
-            input_ids=pad([e.tokens for e in episodes], pad_id, torch.long),
-            attention_mask=pad([[1] * len(e.tokens) for e in episodes], 0, torch.long),
-            policy_mask=pad([e.policy_mask for e in episodes], False, torch.bool),
-            env_rewards=pad([e.rewards for e in episodes], 0.0, torch.float32),
-            sample_logprobs=pad(
-                [_fit(e.sample_logprobs, len(e.tokens)) for e in episodes], math.nan, torch.float32
-            ),
-        )
-
-
-def _fit(values: list[float], length: int) -> list[float]:
-    """``values`` cut or NaN-padded to ``length``."""
-    return values[:length] + [math.nan] * (length - len(values))
-
-
-def _rows(
-    tensors: list[torch.Tensor], attention: torch.Tensor, idx: torch.Tensor
-) -> list[torch.Tensor]:
-    """The rows ``idx`` of each (B, T) tensor, cut to the longest of those rows."""
-    width = int(attention[idx].sum(1).max())
-    return [t[idx, :width] for t in tensors]
 
 
 @dataclass
@@ -248,25 +205,6 @@ def _sum_over_processes(acc: Any) -> Callable[[torch.Tensor], torch.Tensor] | No
     return lambda t: acc.reduce(t, reduction="sum")
 
 
-@torch.no_grad()
-def _score(
-    model: Any, batch: Batch, groups: list[torch.Tensor], temperature: float
-) -> tuple[torch.Tensor, ...]:
-    """``(logprobs, values, entropy)``, each (B, T), in no-grad passes over the row ``groups``.
-
-    Give the micro-batches of the first training epoch as ``groups``: every row is then scored
-    in the very batch shape (rows, width) the first training pass sees, so in bf16 the "old"
-    log-probs equal that pass's bit for bit and the first ratio is exactly 1."""
-    outs = [torch.zeros(batch.input_ids.shape, device=batch.input_ids.device) for _ in range(3)]
-    for idx in groups:
-        ids, attn, mask = _rows(
-            [batch.input_ids, batch.attention_mask, batch.policy_mask], batch.attention_mask, idx
-        )
-        for out, part in zip(outs, model(ids, attn, mask, temperature=temperature), strict=True):
-            out[idx, : ids.shape[1]] = part.float()
-    return tuple(outs)
-
-
 def ppo_iteration(state: TrainState) -> dict[str, float]:
     """One PPO update: play a batch of episodes, score them, and optimise for K epochs."""
     cfg, acc, model = state.cfg, state.accelerator, state.model
@@ -304,9 +242,9 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
         for o in orders
     ]
     model.train()
-    logprobs, values, entropy = _score(model, batch, micro[0], r.temperature)
+    logprobs, values, entropy = score(model, batch, micro[0], r.temperature)
     with state.policy.adapter_disabled():
-        ref_logprobs, _, _ = _score(model, batch, micro[0], r.temperature)
+        ref_logprobs, _, _ = score(model, batch, micro[0], r.temperature)
     known = mask & torch.isfinite(batch.sample_logprobs)
     logprob_gap = masked_mean((logprobs - batch.sample_logprobs).abs(), known)  # sampler-scorer
 
@@ -336,7 +274,7 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
         ).float()  # fmt: skip
         counts = acc.reduce(counts, reduction="sum") / (acc.num_processes * per_minibatch)
         for k, idx in enumerate(micro[epoch]):
-            ids, attn, m, old_logp, old_v, adv, ret = _rows(tensors, batch.attention_mask, idx)
+            ids, attn, m, old_logp, old_v, adv, ret = rows(tensors, batch.attention_mask, idx)
             with acc.accumulate(model):
                 new_logp, new_v, new_entropy = model(  # (b, t) each
                     ids, attn, m, temperature=r.temperature, entropy_grad=p.ent_coef > 0

@@ -31,6 +31,7 @@ def test_paper_presets_have_the_papers_and_verls_values(name):
     # verl's defaults (the paper does not report them)
     assert (p.gamma, p.lam, p.clip_value, p.kl_coef, p.adaptive_kl) == (1.0, 1.0, 0.5, 1e-3, False)
     assert (cfg.rollout.temperature, p.ppo_epochs, p.ent_coef) == (1.0, 1, 0.0)
+    assert (p.dual_clip, p.weight_decay, p.max_grad_norm_critic) == (3.0, 0.01, 1.0)
     # ours: LoRA instead of a full fine-tune, so ~10x the paper's 2e-5
     assert p.lr_actor == 1e-4 and cfg.lora.lora_dropout == 0
 

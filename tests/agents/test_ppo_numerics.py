@@ -88,3 +88,24 @@ def test_a_huge_value_loss_leaves_the_policy_update_unchanged(tmp_path):
     lora_b = dict(b.model.named_parameters())
     lora = [(n, p) for n, p in a.model.named_parameters() if "lora_" in n]
     assert lora and all(torch.equal(p, lora_b[n]) for n, p in lora)
+
+
+def test_lm_head_runs_in_float32_on_a_bf16_model_and_its_copy_is_kept():
+    from agents.ppo.model import _sharded
+
+    model, _, _ = build_policy_value_model(
+        ModelSettings("tiny", None, "bfloat16", False), LoraSettings(lora_r=4)
+    )
+    head = model.causal_lm.get_output_embeddings().weight
+    assert head.dtype == torch.bfloat16
+    hidden = torch.randn(3, head.shape[1])
+    logits = model.head_logits(hidden)
+    assert logits.dtype == torch.float32
+    assert torch.equal(logits, hidden @ head.float().T)  # not bf16 logits
+    assert not torch.equal(logits, (hidden.bfloat16() @ head.T).float())
+    copy = model._head_fp32
+    model.head_logits(hidden)
+    assert model._head_fp32 is copy  # converted once
+    fake = torch.nn.Parameter(torch.zeros(0))
+    fake.ds_id = 7  # a ZeRO-3 placeholder outside its module's forward
+    assert _sharded(fake, 64) and not _sharded(head, head.shape[1])
