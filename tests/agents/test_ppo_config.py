@@ -123,7 +123,7 @@ def test_accelerate_config_files_load(name):
         assert (
             config.deepspeed_config["gradient_clipping"] == preset("qwen2.5-7b").ppo.max_grad_norm
         )
-    if name == "fsdp":  # FSDP2: per-parameter sharding, so bf16 base and fp32 LoRA can share a layer
+    if name == "fsdp":  # FSDP2 shards per parameter: bf16 base and fp32 LoRA share a layer
         assert config.fsdp_config["fsdp_version"] == 2
 
 
