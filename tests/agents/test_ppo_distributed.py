@@ -6,6 +6,7 @@ The torchrun tests start ``tests/dist_worker.py`` in 2 processes (~15 s each on 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -85,6 +86,29 @@ def test_fsdp2_two_processes_with_the_shipped_config(tmp_path):
     assert reports[0]["distributed_type"] == "DistributedType.FSDP"
     # frozen base in bf16, trainable LoRA and value head kept as fp32 master weights
     assert reports[0]["dtypes"] == ["torch.bfloat16", "torch.float32"]
+
+
+def _deepspeed_python() -> str | None:
+    """A Python with DeepSpeed: $CLARIFY_GYM_DEEPSPEED_PYTHON, or this one if it has it."""
+    if os.environ.get("CLARIFY_GYM_DEEPSPEED_PYTHON"):
+        return os.environ["CLARIFY_GYM_DEEPSPEED_PYTHON"]
+    return sys.executable if importlib.util.find_spec("deepspeed") else None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_deepspeed_zero_two_processes_with_the_shipped_config(tmp_path, monkeypatch, stage):
+    """ZeRO-2/3 through accelerate on CPUs (DS_ACCELERATOR=cpu, gloo), ~45 s each. DeepSpeed is
+    not in the test environment (it would change its torch): install it in a venv of its own
+    (``pip install torch==2.13.0 deepspeed accelerate peft transformers gymnasium``) and point
+    CLARIFY_GYM_DEEPSPEED_PYTHON at its python."""
+    python = _deepspeed_python()
+    if python is None:
+        pytest.skip("DeepSpeed is not installed; set CLARIFY_GYM_DEEPSPEED_PYTHON (see docstring)")
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
+    reports = torchrun(stage, tmp_path, python=python)
+    check_run(reports)
+    assert reports[0]["distributed_type"] == "DistributedType.DEEPSPEED"
 
 
 def test_every_weight_cast_to_bf16_as_deepspeed_zero_does(tmp_path):
