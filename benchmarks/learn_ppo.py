@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--kl-coef", type=float, default=1e-3)
     add("--save-every", type=int, default=5, help="checkpoint every N updates (resume points)")
     add("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    add(
+        "--gradient-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="recompute activations in the backward pass (less memory, more compute)",
+    )
     add("--runs-dir", type=Path, default=Path("runs/learn_ppo"))
     add("--results-dir", type=Path, default=RESULTS)
     add("--no-plot", action="store_true", help="skip the PNG")
@@ -115,7 +121,7 @@ def train_config(args: argparse.Namespace, reward: str, seed: int) -> Any:
     return preset("smollm2-135m").replace(
         model=args.model,
         dtype=args.dtype,
-        gradient_checkpointing=args.model != "tiny",
+        gradient_checkpointing=args.gradient_checkpointing,
         env_id=REWARDS[reward],
         tasks=args.tasks,
         split="train",

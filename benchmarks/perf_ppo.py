@@ -3,14 +3,19 @@
 Prints JSON and saves it to ``benchmarks/results/perf_ppo.json``: for each model, tokens/s and
 peak memory of both trainers, and ``tokens_per_s_ratio`` / ``peak_memory_ratio`` (ours / TRL's;
 the top-level keys are those of the first model). Targets (issue 6): >= 1.5x tokens/s and <= 0.6x
-peak memory.
+peak memory; (issue 10) SmolLM2 row >= 5x the 31 tokens/s of the float32 trainer that
+re-prefilled every turn. Also per model: our iteration's estimated FLOPs
+(:func:`iteration_flops`), the bf16 (or float32) matmul roofline measured in the same run on the
+same threads, and the fraction of it reached; and two numerics checks of ours, the first
+micro-batch's max |log ratio| (0: the old log-probs match the first pass) and the mean
+sampler-vs-scorer log-prob gap.
 
 Run: ``python -m benchmarks.perf_ppo [--models tiny,smollm2-135m] [--episodes 16]``.
 
 How it is measured, identically for both:
 
-* the same base weights (``--dtype``: float32, or bfloat16 on both sides), tokenizer, prompts (the chat-templated visible tasks of the
-  same env seeds), batch (episodes, response length, PPO epochs, minibatch, micro-batch,
+* the same base weights (``--dtype``: float32, or bfloat16 on both sides), tokenizer, prompts
+  (the chat-templated visible tasks of the same env seeds), batch (episodes, response length, PPO epochs, minibatch, micro-batch,
   forward batch), the same LoRA adapter on the policy, one torch thread;
 * each trainer runs in its own subprocess, one after the other: ours in this environment, TRL
   1.12 in a separate virtual environment (``$CLARIFY_GYM_CACHE/trl112-venv``) that this script
