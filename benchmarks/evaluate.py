@@ -177,7 +177,7 @@ def evaluate(cfg: BenchConfig) -> Path:
     )
 
     if cfg.ray:
-        require_ray()  # before the run folder is touched
+        require_ray(loopback=cfg.ray in ("", "local"))  # before the run folder is touched
     folder = Path(cfg.out or _default_out())
     tasks = clarify_gym.load_tasks(cfg.tasks, split=cfg.split)
     if not tasks:
