@@ -75,6 +75,10 @@ class BenchConfig:
     """Constructor keyword arguments per agent spec (or per kind, e.g. {"hf": {"max_new_tokens": 32}})."""
     threads: int | None = None
     """torch CPU threads for local models (None: torch's default). On a busy machine 1 is often fastest."""
+    ray: str | None = None
+    """Run episodes on Ray: "local" starts a local cluster, anything else is an address to join (None: threads here)."""
+    ray_actors: int | None = None
+    """Ray actors per agent (None: one per CPU of the cluster, at most --concurrency)."""
     plots: bool = True
     """Save the PNG plots."""
     progress: bool = True
@@ -156,6 +160,7 @@ def evaluate(cfg: BenchConfig) -> Path:
     import clarify_gym
     from agents.registry import make_agent
     from benchmarks.episodes import Failures, plan_episodes, run_batched, run_unbatched
+    from benchmarks.ray_runner import agent_metadata, require_ray
     from benchmarks.runfiles import (
         METADATA,
         RESULTS,
@@ -171,6 +176,8 @@ def evaluate(cfg: BenchConfig) -> Path:
         write_json_atomic,
     )
 
+    if cfg.ray:
+        require_ray(loopback=cfg.ray in ("", "local"))  # before the run folder is touched
     folder = Path(cfg.out or _default_out())
     tasks = clarify_gym.load_tasks(cfg.tasks, split=cfg.split)
     if not tasks:
@@ -243,6 +250,12 @@ def evaluate(cfg: BenchConfig) -> Path:
         file=sys.stderr,
         dynamic_ncols=True,
     )
+    runner = None
+    if cfg.ray and plan:
+        from benchmarks.ray_runner import RayRunner
+
+        runner = RayRunner(None if cfg.ray == "local" else cfg.ray, actors=cfg.ray_actors)
+        metadata["ray"] = {"address": cfg.ray, "cpus": runner.cpus, "actors": cfg.ray_actors}
     with ResultsWriter(folder / RESULTS) as writer:
 
         def emit(row: dict[str, Any]) -> None:
@@ -255,15 +268,16 @@ def evaluate(cfg: BenchConfig) -> Path:
                 continue
             bar.set_postfix_str(spec_text)
             kwargs = cfg.kwargs_for(spec_text)
+
+            def record(meta: dict[str, Any], spec_text: str = spec_text) -> None:
+                metadata["agents"][spec_text] = meta
+                write_json_atomic(folder / METADATA, metadata)
+
+            if runner is not None:
+                runner.run_agent(spec_text, kwargs, episodes, cfg, tasks, emit, failures, record)
+                continue
             agent = make_agent(spec_text, **kwargs)
-            metadata["agents"][spec_text] = {
-                "class": f"{type(agent).__module__}.{type(agent).__qualname__}",
-                "privileged": agent.privileged,
-                "batched": agent.batched,
-                "kwargs": kwargs,
-                **agent.describe(),
-            }
-            write_json_atomic(folder / METADATA, metadata)
+            record(agent_metadata(agent, kwargs))
             if agent.batched:
                 run_batched(episodes, agent, make_env, cfg.batch_size, emit)
             else:
@@ -278,6 +292,8 @@ def evaluate(cfg: BenchConfig) -> Path:
                 )
             del agent
     bar.close()
+    if runner is not None:
+        runner.close()
     summarize_run(folder, plots=cfg.plots)
     if failures.count:
         print(
@@ -406,6 +422,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default={},
         help='JSON: agent spec or kind -> constructor kwargs, e.g. \'{"hf": {"max_new_tokens": 32}}\'',
     )
+    from benchmarks.ray_runner import add_ray_arguments
+
+    add_ray_arguments(parser)
     parser.add_argument("--no-plots", action="store_true", help="do not save PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -439,6 +458,8 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         batch_size=args.batch_size,
         threads=args.threads,
+        ray=args.ray,
+        ray_actors=args.ray_actors,
         env_id=args.env_id,
         env_kwargs=args.env_kwargs,
         agent_kwargs=args.agent_kwargs,
