@@ -161,7 +161,7 @@ def _check_settings(cfg: BenchConfig) -> tuple[list[Any], Any]:
     if cfg.ray:
         from benchmarks.ray_runner import require_ray
 
-        require_ray()
+        require_ray(loopback=cfg.ray in ("", "local"))
     for spec_text in cfg.agents:  # fail fast on a typo, before any episode runs
         load, _ = parse_spec(spec_text)
         load()  # imports the agent's module (py:<module>:<attr> included), builds nothing
