@@ -10,8 +10,9 @@ import torch
 from ppo_helpers import one_thread, short_tasks
 
 import clarify_gym  # noqa: F401
+from agents.models import stop_token_ids
 from agents.ppo.config import LoraSettings, ModelSettings, RolloutSettings
-from agents.ppo.model import build_policy_value_model, stop_token_ids
+from agents.ppo.model import build_policy_value_model
 from agents.ppo.rollout import play_episodes
 from agents.ppo.trainer import Batch
 
