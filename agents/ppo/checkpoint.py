@@ -47,6 +47,7 @@ __all__ = [
     "load_trainable_weights",
     "load_trained_policy",
     "restore_rng",
+    "save_checkpoint",
     "save_policy",
     "trainer_state_file",
 ]
@@ -185,6 +186,44 @@ def commit(tmp: Path, final: Path, keep: int) -> None:
     os.replace(tmp, final)
     for old in list_checkpoints(final.parent.parent)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def save_checkpoint(state: Any) -> Path:
+    """Write a training run's checkpoint after ``state.update`` updates: adapter, value head,
+    optimizer, RNG states and step, atomically (see the module docstring). Every process
+    calls it (``state`` is an :class:`agents.ppo.trainer.TrainState`)."""
+    from accelerate.utils import DistributedType
+
+    acc, cfg = state.accelerator, state.cfg
+    out = Path(cfg.log.output_dir)
+    final = checkpoint_dir(out, state.update)
+    tmp = final.parent / f".tmp-{final.name}"
+    if acc.is_main_process:
+        begin(out, state.update)
+    acc.wait_for_everyone()
+    sharded = acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+    gathered = acc.get_state_dict(state.model) if sharded else None  # collective
+    if acc.is_main_process:
+        save_policy(
+            state.policy,
+            tmp,
+            tokenizer=state.tokenizer,
+            base_model=cfg.model.model,
+            extra={"update": state.update, "config": cfg.to_dict()},
+            state_dict=gathered,
+        )
+    trainer_state = {
+        "optimizer": state.optimizer.state_dict(),
+        "rng": capture_rng(state.generators()),
+        "update": state.update,
+        "kl_coef": state.kl_ctl.value,
+    }
+    torch.save(trainer_state, trainer_state_file(tmp, acc.process_index))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        commit(tmp, final, cfg.log.keep_checkpoints)
+    acc.wait_for_everyone()
+    return final
 
 
 # ---- the policy's files: peft adapter, value head, tokenizer, metadata ------------------------

@@ -33,6 +33,7 @@ import clarify_gym  # noqa: F401  (registers the env ids)
 from agents.models import stop_token_ids
 from agents.ppo import checkpoint as ckpt
 from agents.ppo.batch import Batch, rows, score
+from agents.ppo.checkpoint import save_checkpoint
 from agents.ppo.config import TrainConfig
 from agents.ppo.core import (
     AdaptiveKLController,
@@ -357,43 +358,6 @@ def clip_gradients(
     return norms[0], norms[1]
 
 
-def save_checkpoint(state: TrainState) -> Path:
-    """Write adapter, value head, optimizer, RNG states and step; atomically (see
-    :mod:`agents.ppo.checkpoint`). Every process calls it."""
-    from accelerate.utils import DistributedType
-
-    acc, cfg = state.accelerator, state.cfg
-    out = Path(cfg.log.output_dir)
-    final = ckpt.checkpoint_dir(out, state.update)
-    tmp = final.parent / f".tmp-{final.name}"
-    if acc.is_main_process:
-        ckpt.begin(out, state.update)
-    acc.wait_for_everyone()
-    sharded = acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
-    gathered = acc.get_state_dict(state.model) if sharded else None  # collective
-    if acc.is_main_process:
-        ckpt.save_policy(
-            state.policy,
-            tmp,
-            tokenizer=state.tokenizer,
-            base_model=cfg.model.model,
-            extra={"update": state.update, "config": cfg.to_dict()},
-            state_dict=gathered,
-        )
-    trainer_state = {
-        "optimizer": state.optimizer.state_dict(),
-        "rng": ckpt.capture_rng(state.generators()),
-        "update": state.update,
-        "kl_coef": state.kl_ctl.value,
-    }
-    torch.save(trainer_state, ckpt.trainer_state_file(tmp, acc.process_index))
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        ckpt.commit(tmp, final, cfg.log.keep_checkpoints)
-    acc.wait_for_everyone()
-    return final
-
-
 @dataclass
 class TrainResult:
     """What a run produced."""
@@ -464,7 +428,7 @@ def train(
                     tok_s=f"{metrics['charts/tokens_per_s']:.0f}",
                 )
                 if state.update % cfg.log.save_every == 0 or state.update == cfg.log.updates:
-                    last = save_checkpoint(state)
+                    last = ckpt.save_checkpoint(state)
         finally:
             bar.close()
             acc.end_training()
