@@ -14,8 +14,20 @@ Failures: 429 (honouring ``Retry-After`` / ``retry-after-ms``), 408, 409, 5xx, t
 dropped connections and unreadable bodies are retried at most ``max_retries`` times with
 exponential backoff and jitter (:func:`backoff_delay`); then, or at once for other errors
 (401, 404, 400 ...), :class:`~clarify_gym.errors.LLMError` says what failed and what to check.
-:meth:`LLMClient.complete_json` parses and validates a JSON reply, asks once for a repair when
-it is malformed, and raises :class:`~clarify_gym.errors.LLMReplyError` if the repair fails too.
+Listing the models (``/v1/models``, when no model is set) is retried the same way, and its error
+names the cause (unreachable, 401 ...).
+
+:meth:`LLMClient.complete_json` sends the role's JSON schema as ``response_format`` (or
+``json_object``, or nothing: ``CLARIFY_GYM_LLM_JSON``, see :mod:`clarify_gym.llm_schemas`); a
+server that answers HTTP 400 to that field gets the plain request instead, with one logged
+warning per endpoint. It parses and validates the reply, makes one more request when it is
+unusable (a firmer length instruction when it was cut for length, else a repair request that
+shows a short prefix of the bad reply), and raises :class:`~clarify_gym.errors.LLMReplyError` if
+that fails too. :attr:`LLMClient.json_stats` counts first-try parses, retries and failures.
+
+The model the server says it used (the reply's ``model``) is kept in the cache record and in
+:attr:`LLMClient.served_model`, with one warning when it is not the one requested (llama-server,
+for one, ignores the request's ``model``).
 
 Every reply goes to the on-disk cache (model + messages + sampling parameters -> reply), so a
 run replays exactly and costs nothing the second time. Token usage is counted per call
@@ -34,15 +46,17 @@ import random
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from clarify_gym.errors import LLMError, require
+from clarify_gym.errors import LLMError, LLMReplyError, require
 from clarify_gym.llm_cache import ResponseCache, request_key
 from clarify_gym.llm_config import ROLES, LLMConfig, redact
 from clarify_gym.llm_reply import Completion, JSONReply, Usage, json_exchange, parse_json_reply
+from clarify_gym.llm_schemas import response_format
 
 __all__ = [
     "ROLES",
@@ -60,6 +74,24 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _RETRY_STATUS = frozenset({408, 409, 429})
+#: Endpoints that answered HTTP 400/422 to ``response_format`` (this process sends them none).
+_FORMAT_REJECTED: set[str] = set()
+_MISMATCH_WARNED: set[tuple[str, str]] = set()
+
+
+def same_model(requested: str, served: str | None) -> bool:
+    """Whether a reply's ``model`` is the one requested: equal, a dated snapshot of it
+    (``gpt-4o`` -> ``gpt-4o-2024-08-06``), or the same file name (a GGUF path).
+
+    >>> same_model("gpt-4o", "gpt-4o-2024-08-06"), same_model("smollm2", "/m/smollm2")
+    (True, True)
+    >>> same_model("qwen2.5-7b", "smollm2"), same_model("m", None)
+    (False, True)
+    """
+    if not served:
+        return True
+    base = served.rstrip("/").rsplit("/", 1)[-1]
+    return served.startswith(requested) or base.startswith(requested.rsplit("/", 1)[-1])
 
 
 def backoff_delay(
@@ -140,6 +172,11 @@ class LLMClient:
         cache = self.config.cache
         self.cache = ResponseCache(cache) if isinstance(cache, Path) else None
         self.usage = Usage()
+        #: JSON replies: ``first_try``, ``repair``, ``length`` (retried and then usable) and
+        #: ``failed`` (unusable after the retry).
+        self.json_stats: Counter[str] = Counter()
+        #: The model named by the latest reply from the server (``None``: no reply yet).
+        self.served_model: str | None = None
         self._lock = threading.Lock()
         self._rng = random.Random()
         self._model = self.config.model
@@ -158,8 +195,8 @@ class LLMClient:
         if not self.config.api_key:
             raise LLMError(
                 f"no API key for {self.config.base_url}: set OPENAI_API_KEY (or "
-                "CLARIFY_GYM_LLM_API_KEY), or point CLARIFY_GYM_LLM_BASE_URL / OPENAI_BASE_URL "
-                "at a local server (vLLM, Ollama) that needs none"
+                "CLARIFY_GYM_LLM_API_KEY), or point CLARIFY_GYM_LLM_BASE_URL "
+                "at a local server (vLLM, Ollama, llama.cpp) that needs none"
             )
         return self.config.api_key
 
@@ -206,12 +243,7 @@ class LLMClient:
     def _error(self, message: str) -> LLMError:
         return LLMError(redact(message, self.config.api_key))
 
-    def _pick_model(self, page: Any, exc: BaseException | None) -> str:
-        if exc is not None:
-            raise self._error(
-                f"no model set and listing the models of {self.config.base_url} failed "
-                f"({type(exc).__name__}: {exc}); set CLARIFY_GYM_LLM_MODEL"
-            ) from None
+    def _pick_model(self, page: Any) -> str:
         ids = [m.id for m in page.data]
         if len(ids) != 1:
             raise self._error(
@@ -222,44 +254,97 @@ class LLMClient:
         return ids[0]
 
     def model(self) -> str:
-        """The model name (asked of the endpoint's ``/v1/models`` once when not configured)."""
+        """The model name (asked of the endpoint's ``/v1/models`` once when not configured,
+        with the same retries as any request)."""
         if self._model is None:
-            page, error = None, None
-            try:
-                page = self._openai().models.list()
-            except Exception as exc:
-                error = exc
-            self._model = self._pick_model(page, error)
+            client, attempt = self._openai(), 0
+            while True:
+                try:
+                    page = client.models.list()
+                    break
+                except Exception as exc:
+                    delay = self._on_failure(exc, attempt, None)
+                attempt += 1
+                time.sleep(delay)
+            self._model = self._pick_model(page)
         return self._model
 
     async def amodel(self) -> str:
         """:meth:`model`, with the async client."""
         if self._model is None:
-            page, error = None, None
-            try:
-                page = await self._aopenai().models.list()
-            except Exception as exc:
-                error = exc
-            self._model = self._pick_model(page, error)
+            client, attempt = self._aopenai(), 0
+            while True:
+                try:
+                    page = await client.models.list()
+                    break
+                except Exception as exc:
+                    delay = self._on_failure(exc, attempt, None)
+                attempt += 1
+                await asyncio.sleep(delay)
+            self._model = self._pick_model(page)
         return self._model
 
+    def describe(self, *, resolve: bool = True) -> dict[str, Any]:
+        """What a run's ``metadata.json`` records about this client: its role, the model (asked
+        of the endpoint when ``resolve`` and not configured), the one the server reported, and
+        the settings of :meth:`LLMConfig.describe` (never the key)."""
+        model = self.model() if resolve else self._model
+        return {
+            "role": self.role,
+            **self.config.describe(),
+            "model": model,
+            "served_model": self.served_model,
+            "json_fallback": self.config.base_url in _FORMAT_REJECTED,
+        }
+
     def _params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = set(overrides) - {"temperature", "max_tokens", "seed", "stop", "json_mode"}
+        """The request's sampling fields: ``max_tokens`` given to the call, else the config's
+        (env), else the call's ``default_max_tokens`` (the role's default)."""
+        known = {"temperature", "max_tokens", "default_max_tokens", "seed", "stop"}
+        unknown = set(overrides) - known - {"json_mode", "response_format"}
         if unknown:
             raise TypeError(f"unknown sampling parameter(s) {sorted(unknown)}")
+        given = {
+            k: v for k, v in overrides.items() if k in known and (v is not None or k == "seed")
+        }
+        default = given.pop("default_max_tokens", None)
         merged = {
             "temperature": self.config.temperature,
-            "max_tokens": self.config.max_tokens,
+            "max_tokens": self.config.max_tokens or default,
             "seed": None,
             "stop": None,
-            **{k: v for k, v in overrides.items() if v is not None or k == "seed"},
+            **given,
         }
-        if merged.pop("json_mode", False):
-            merged["response_format"] = {"type": "json_object"}
+        fmt = overrides.get("response_format")
+        if fmt is None and overrides.get("json_mode") in (True, "object", "schema"):
+            fmt = {"type": "json_object"}
+        if fmt is not None and self.config.base_url not in _FORMAT_REJECTED:
+            merged["response_format"] = fmt
         return {k: v for k, v in merged.items() if v is not None}
 
-    def _on_failure(self, exc: BaseException, attempt: int, model: str) -> float:
-        """Log a retryable failure and return the delay, or raise :class:`LLMError`."""
+    def _format_fallback(self, exc: BaseException, sampling: dict[str, Any]) -> bool:
+        """Whether ``exc`` is the server rejecting ``response_format``: then drop the field for
+        this endpoint (one warning) and send the request again without it."""
+        status = getattr(exc, "status_code", None)
+        if "response_format" not in sampling or status not in (400, 422):
+            return False
+        with _POOL_LOCK:
+            first = self.config.base_url not in _FORMAT_REJECTED
+            _FORMAT_REJECTED.add(self.config.base_url)
+        if first:
+            logger.warning(
+                "%s rejected response_format (HTTP %s: %s); sending JSON requests without it "
+                "(prompt only) from now on. Set CLARIFY_GYM_LLM_JSON=object or off to skip this",
+                self.config.base_url,
+                status,
+                redact(str(exc)[:200], self.config.api_key),
+            )
+        del sampling["response_format"]
+        return True
+
+    def _on_failure(self, exc: BaseException, attempt: int, model: str | None) -> float:
+        """Log a retryable failure and return the delay, or raise :class:`LLMError`
+        (``model=None``: the request was the model listing)."""
         openai = require("openai", extra="llm", feature="LLM backends")
         status = getattr(exc, "status_code", None)
         if not isinstance(exc, openai.APIStatusError):  # type: ignore[attr-defined]
@@ -276,20 +361,33 @@ class LLMClient:
             what, retry = f"unreadable response ({type(exc).__name__}: {exc})", True
         else:
             raise exc
-        where = f"{self.config.base_url} (model {model})"
+        if model is None:
+            where = f"listing the models of {self.config.base_url} (no model set)"
+        else:
+            where = f"LLM request to {self.config.base_url} (model {model})"
         attempts = attempt + 1
         if not retry:
+            sent = self.config.key_source or "no key"
             hint = {
-                401: "check the API key (OPENAI_API_KEY / CLARIFY_GYM_LLM_API_KEY)",
+                401: f"the endpoint refused the key ({sent} was sent): check the API key; it goes only "
+                "to the base URL it is set for (OPENAI_API_KEY only to api.openai.com; "
+                "CLARIFY_GYM_LLM_API_KEY with CLARIFY_GYM_LLM_BASE_URL), see docs/llm_backends.md",
                 403: "the key may not have access to this model",
                 404: "check the base URL (it usually ends in /v1) and the model name",
             }.get(status or 0, "the request was rejected; it will not succeed on retry")
-            raise self._error(f"LLM request to {where} failed: {what}; {hint}") from None
+            raise self._error(f"{where} failed: {what}; {hint}") from None
         if attempt >= (self.config.max_retries or 0):
-            raise self._error(
-                f"LLM request to {where} failed {attempts} times, last: {what}. Check that the "
-                "endpoint is up, or raise CLARIFY_GYM_LLM_TIMEOUT / CLARIFY_GYM_LLM_MAX_RETRIES"
-            ) from None
+            unreachable = isinstance(exc, openai.APIConnectionError) and not isinstance(  # type: ignore[attr-defined]
+                exc,
+                openai.APITimeoutError,  # type: ignore[attr-defined]
+            )
+            check = (
+                f"is a server running at {self.config.base_url}?"
+                if unreachable
+                else "check that the endpoint is up, or raise CLARIFY_GYM_LLM_TIMEOUT / "
+                "CLARIFY_GYM_LLM_MAX_RETRIES"
+            )
+            raise self._error(f"{where} failed {attempts} times, last: {what}; {check}") from None
         delay = backoff_delay(
             attempt,
             base=self.config.backoff_base,
@@ -298,7 +396,7 @@ class LLMClient:
             rand=self._rng.random(),
         )
         logger.warning(
-            "LLM request to %s: %s; retry %d of %d in %.2f s",
+            "%s: %s; retry %d of %d in %.2f s",
             where,
             redact(what, self.config.api_key),
             attempts,
@@ -313,21 +411,35 @@ class LLMClient:
         """The request's messages, sampling parameters, cache key and cached completion."""
         msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
         sampling = self._params(params)
+        key, hit = self._lookup(model, msgs, sampling)
+        return msgs, sampling, key, hit
+
+    def _lookup(
+        self, model: str, msgs: list[dict[str, Any]], sampling: dict[str, Any]
+    ) -> tuple[str | None, Completion | None]:
+        """The cache key of a request and its cached completion (``None`` when not cached)."""
         if self.cache is None:
-            return msgs, sampling, None, None
+            return None, None
         key = request_key(model, msgs, sampling)
         record = self.cache.get(key)
         if record is None:
-            return msgs, sampling, key, None
+            return key, None
         usage = Usage(**record.get("usage", {}), calls=1, cache_hits=1)
         completion = Completion(
-            record["text"], usage, record.get("model", model), True, record.get("finish_reason")
+            record["text"],
+            usage,
+            record.get("model", model),
+            True,
+            record.get("finish_reason"),
+            record.get("served_model"),
         )
-        return msgs, sampling, key, self._count(completion)
+        return key, self._count(completion)
 
     def _count(self, completion: Completion) -> Completion:
         with self._lock:
             self.usage.add(completion.usage)
+            if completion.served_model:
+                self.served_model = completion.served_model
         return completion
 
     def _finish(
@@ -344,15 +456,27 @@ class LLMClient:
         used = getattr(response, "usage", None)
         prompt = int(getattr(used, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(used, "completion_tokens", 0) or 0)
+        served = getattr(response, "model", None)
+        served = served if isinstance(served, str) and served else None
         if finish == "length":
             logger.warning(
                 "LLM reply from %s cut at max_tokens=%s", model, params.get("max_tokens")
+            )
+        if not same_model(model, served) and (model, str(served)) not in _MISMATCH_WARNED:
+            _MISMATCH_WARNED.add((model, str(served)))
+            logger.warning(
+                "%s answered as model %r, not the %r requested: check the model name (some "
+                "servers, llama-server among them, serve one model whatever is asked)",
+                self.config.base_url,
+                served,
+                model,
             )
         if key is not None and self.cache is not None:
             self.cache.put(
                 key,
                 {
                     "model": model,
+                    "served_model": served,
                     "request": {"messages": messages, "params": params},
                     "text": text,
                     "finish_reason": finish,
@@ -360,7 +484,7 @@ class LLMClient:
                 },
             )
         usage = Usage(prompt, completion_tokens, calls=1)
-        return self._count(Completion(text, usage, model, False, finish))
+        return self._count(Completion(text, usage, model, False, finish, served))
 
     # ---- requests ---------------------------------------------------------------------------
     def complete(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Completion:
@@ -383,6 +507,11 @@ class LLMClient:
                     )
                 return self._finish(key, model, msgs, sampling, response)
             except Exception as exc:
+                if self._format_fallback(exc, sampling):
+                    key, hit = self._lookup(model, msgs, sampling)
+                    if hit is not None:
+                        return hit
+                    continue
                 delay = self._on_failure(exc, attempt, model)
             attempt += 1
             time.sleep(delay)
@@ -403,34 +532,74 @@ class LLMClient:
                     )
                 return self._finish(key, model, msgs, sampling, response)
             except Exception as exc:
+                if self._format_fallback(exc, sampling):
+                    key, hit = self._lookup(model, msgs, sampling)
+                    if hit is not None:
+                        return hit
+                    continue
                 delay = self._on_failure(exc, attempt, model)
             attempt += 1
             await asyncio.sleep(delay)
 
+    def _json_params(
+        self, params: dict[str, Any], schema: dict[str, Any] | None, name: str
+    ) -> dict[str, Any]:
+        if "json_mode" in params:  # the old flag: True -> json_object
+            mode = "object" if params.pop("json_mode") else "off"
+        else:
+            mode = str(self.config.json_mode or "schema")
+        params.setdefault("response_format", response_format(mode, name, schema))
+        return params
+
+    def _json_done(self, reply: JSONReply[T] | None) -> None:
+        with self._lock:
+            self.json_stats["failed" if reply is None else (reply.retry or "first_try")] += 1
+
     def complete_json(
-        self, messages: Sequence[Mapping[str, str]], validate: Callable[[Any], T], **params: Any
+        self,
+        messages: Sequence[Mapping[str, str]],
+        validate: Callable[[Any], T],
+        *,
+        schema: dict[str, Any] | None = None,
+        name: str = "reply",
+        **params: Any,
     ) -> JSONReply[T]:
         """A JSON reply checked by ``validate`` (which returns the value to keep or raises
-        ``ValueError``/``TypeError``/``KeyError`` saying what is wrong). A malformed reply gets
-        one repair request; if that fails too, :class:`LLMReplyError`."""
-        params.setdefault("json_mode", self.config.json_mode)
+        ``ValueError``/``TypeError``/``KeyError`` saying what is wrong). ``schema`` (named
+        ``name``) is sent as ``response_format`` in ``schema`` mode. An unusable reply gets one
+        more request (see the module docstring); if that fails too, :class:`LLMReplyError`."""
+        params = self._json_params(params, schema, name)
         exchange = json_exchange(list(messages), validate, self.config.api_key)
         request = next(exchange)
         while True:
             try:
                 request = exchange.send(self.complete(request, **params))
             except StopIteration as done:
+                self._json_done(done.value)
                 return done.value  # type: ignore[no-any-return]
+            except LLMReplyError:
+                self._json_done(None)
+                raise
 
     async def acomplete_json(
-        self, messages: Sequence[Mapping[str, str]], validate: Callable[[Any], T], **params: Any
+        self,
+        messages: Sequence[Mapping[str, str]],
+        validate: Callable[[Any], T],
+        *,
+        schema: dict[str, Any] | None = None,
+        name: str = "reply",
+        **params: Any,
     ) -> JSONReply[T]:
         """:meth:`complete_json` with asyncio."""
-        params.setdefault("json_mode", self.config.json_mode)
+        params = self._json_params(params, schema, name)
         exchange = json_exchange(list(messages), validate, self.config.api_key)
         request = next(exchange)
         while True:
             try:
                 request = exchange.send(await self.acomplete(request, **params))
             except StopIteration as done:
+                self._json_done(done.value)
                 return done.value  # type: ignore[no-any-return]
+            except LLMReplyError:
+                self._json_done(None)
+                raise
