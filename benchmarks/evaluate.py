@@ -26,7 +26,7 @@ import datetime as _dt
 import json
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -451,14 +451,3 @@ def run(args: argparse.Namespace) -> int:
     folder = evaluate(cfg)
     print(f"results: {folder / 'results.jsonl'}")
     return 0
-
-
-def main(argv: Iterable[str] | None = None) -> int:
-    """``python -m benchmarks.evaluate`` (same as ``clarify-gym bench``)."""
-    from clarify_gym.cli import main as cli_main
-
-    return cli_main(["bench", *(argv if argv is not None else sys.argv[1:])])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -225,8 +225,7 @@ def tiny_reward_model(model_dir: Path, vocab: int) -> Path:
     import torch
     from transformers import AutoTokenizer, Qwen2ForSequenceClassification
 
-    from agents.models import cache_dir
-    from agents.ppo.model import tiny_qwen2_config
+    from agents.models import cache_dir, tiny_qwen2_config
 
     target = cache_dir() / "models" / f"tiny-reward-{vocab}"
     if (target / "config.json").exists():
@@ -273,8 +272,7 @@ def run_worker(python: Path, name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare(model: str, args: argparse.Namespace, trl: Path, workdir: Path) -> dict[str, Any]:
-    from agents.models import load_tokenizer
-    from agents.ppo.model import resolve_base
+    from agents.models import load_tokenizer, resolve_base
 
     model_dir = Path(resolve_base(model)) if model == "tiny" else None
     if model_dir is None:

@@ -14,12 +14,11 @@ import json
 import logging
 import os
 import platform
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from clarify_gym.errors import ClarifyGymError
+from clarify_gym.files import git_commit, write_json_atomic
 
 __all__ = [
     "METADATA",
@@ -64,22 +63,6 @@ def episode_key(row: dict[str, Any]) -> tuple[str, str, int]:
     ('oracle', 't1', 3)
     """
     return (str(row["agent"]), str(row["task_id"]), int(row["seed"]))
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_metadata(folder: Path) -> dict[str, Any] | None:
@@ -172,27 +155,6 @@ def settings_mismatch(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                 show_a, show_b = show_a[:117] + "...", show_b[:117] + "..."
             out.append(f"{key}: {show_a} in the run folder, {show_b} now")
     return out
-
-
-def git_commit(folder: Path | None = None) -> str | None:
-    """The git commit of the source tree (``+dirty`` when it has uncommitted changes), or None."""
-    where = folder or Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
-        )
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def package_versions() -> dict[str, str]:

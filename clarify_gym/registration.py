@@ -19,7 +19,7 @@ from typing import Any
 
 from gymnasium.envs.registration import register, registry
 
-from clarify_gym.llm_cache import llm_cache_dir
+from clarify_gym.llm.cache import llm_cache_dir
 
 __all__ = ["ENV_IDS", "register_envs"]
 

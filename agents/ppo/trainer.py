@@ -8,7 +8,7 @@ the model in :mod:`agents.ppo.model`.
 
 Shapes: B episodes on this process, T tokens (right-padded), N policy tokens in a batch.
 Multi-GPU: ``accelerate launch --config_file agents/ppo/accelerate_configs/<ddp|zero2|zero3|
-fsdp>.yaml -m clarify_gym.cli train --preset qwen2.5-7b``; episode and minibatch counts are
+fsdp>.yaml -m benchmarks.cli train --preset qwen2.5-7b``; episode and minibatch counts are
 totals over all processes.
 """
 
@@ -40,13 +40,7 @@ from agents.ppo.core import (
     token_rewards,
 )
 from agents.ppo.logs import append_metrics, plot_learning_curve, truncate_metrics
-from agents.ppo.model import (
-    PolicyValueModel,
-    build_policy_value_model,
-    load_trainable_weights,
-    save_policy,
-    stop_token_ids,
-)
+from agents.ppo.model import PolicyValueModel, build_policy_value_model, stop_token_ids
 from agents.ppo.rollout import Episode, RewardFn, play_episodes
 from clarify_gym.env import EPISODE_METRICS
 
@@ -168,7 +162,7 @@ def setup(
     model, tokenizer, _ = build_policy_value_model(cfg.model, cfg.lora, device=accelerator.device)
     folder = ckpt.find_checkpoint(resume) if resume is not None else None
     if folder is not None:
-        load_trainable_weights(model, folder)
+        ckpt.load_trainable_weights(model, folder)
     optimizer = torch.optim.AdamW(
         [
             {"params": model.actor_parameters(), "lr": p.lr_actor},
@@ -345,7 +339,7 @@ def save_checkpoint(state: TrainState) -> Path:
     sharded = acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
     gathered = acc.get_state_dict(state.model) if sharded else None  # collective
     if acc.is_main_process:
-        save_policy(
+        ckpt.save_policy(
             state.policy,
             tmp,
             tokenizer=state.tokenizer,

@@ -1,6 +1,6 @@
-"""Adapters to other RL libraries.
+"""The env side of adapters to other RL libraries (trainers live in :mod:`agents`: :mod:`agents.sb3`,
+:mod:`agents.trl`).
 
-* :mod:`clarify_gym.integrations.trl` — TRL reward functions and prompt datasets (GRPO).
 * :mod:`clarify_gym.integrations.sb3` — evaluate stable-baselines3 models on
   ``ProactiveGatherBank-v0`` task by task, beside reference bank policies (random, generic,
   best fixed sequence).

@@ -1,7 +1,7 @@
 """What the fake server answers: the role is recognised from the prompt, and the reply is what the
 offline parts of clarify-gym would say, in the JSON or text the real prompt asks for.
 
-* user oracle (:mod:`clarify_gym.llm_user` prompt): the numbered document is parsed back into a
+* user oracle (:mod:`clarify_gym.users.llm` prompt): the numbered document is parsed back into a
   :class:`~clarify_gym.masking.MaskedTask` and the offline :class:`~clarify_gym.users.RetrievalUser`
   answers the question, ``{"answer": ..., "cited": [...]}``;
 * writer: the offline template outline (:func:`~clarify_gym.writing.render_outline`) from the
@@ -24,15 +24,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from clarify_gym.dialogue import EpisodeState
-from clarify_gym.llm_user import (
+from clarify_gym.masking import MaskedTask, Sentence
+from clarify_gym.questions import TOP_GENERIC_QUESTIONS
+from clarify_gym.tasks import Task
+from clarify_gym.users.llm import (
     CONVERSATION_HEADER as ORACLE_CONVERSATION,
 )
-from clarify_gym.llm_user import (
+from clarify_gym.users.llm import (
     DOCUMENT_HEADER,
     ORACLE_SYSTEM_PROMPT,
     QUESTION_HEADER,
 )
-from clarify_gym.llm_writing import (
+from clarify_gym.users.retrieval import LexicalScorer, RetrievalUser
+from clarify_gym.writing.llm import (
     BUILDER_SYSTEM_PROMPT,
     CHECKLIST_HEADER,
     CONVERSATION_HEADER,
@@ -41,11 +45,7 @@ from clarify_gym.llm_writing import (
     TASK_HEADER,
     WRITER_SYSTEM_PROMPT,
 )
-from clarify_gym.masking import MaskedTask, Sentence
-from clarify_gym.questions import TOP_GENERIC_QUESTIONS
-from clarify_gym.tasks import Task
-from clarify_gym.users import LexicalScorer, RetrievalUser
-from clarify_gym.writing import LexicalJudge, render_outline
+from clarify_gym.writing.template import LexicalJudge, render_outline
 
 __all__ = ["ROLES", "Responder", "detect_role", "parse_numbered_document"]
 

@@ -1,0 +1,36 @@
+"""Every LLM part of clarify-gym talks to an OpenAI-compatible chat endpoint through this package.
+
+* :mod:`clarify_gym.llm.client`: :class:`LLMClient` (retries, backoff, concurrency, usage);
+* :mod:`clarify_gym.llm.config`: :class:`LLMConfig`, from arguments or environment variables;
+* :mod:`clarify_gym.llm.reply`: :class:`Completion`, :class:`Usage` and JSON reply parsing;
+* :mod:`clarify_gym.llm.cache`: the on-disk reply cache;
+* :mod:`clarify_gym.llm.schemas`: the JSON schemas and reply lengths of the roles.
+
+The ``openai`` package is imported only when a request is made.
+"""
+
+from __future__ import annotations
+
+from clarify_gym.llm.cache import ResponseCache, llm_cache_dir, request_key
+from clarify_gym.llm.client import LLMClient, backoff_delay
+from clarify_gym.llm.config import NO_KEY, OPENAI_BASE_URL, PAPER_MODEL, ROLES, LLMConfig, redact
+from clarify_gym.llm.reply import Completion, JSONReply, Usage, json_exchange, parse_json_reply
+
+__all__ = [
+    "NO_KEY",
+    "OPENAI_BASE_URL",
+    "PAPER_MODEL",
+    "ROLES",
+    "Completion",
+    "JSONReply",
+    "LLMClient",
+    "LLMConfig",
+    "ResponseCache",
+    "Usage",
+    "backoff_delay",
+    "json_exchange",
+    "llm_cache_dir",
+    "parse_json_reply",
+    "redact",
+    "request_key",
+]

@@ -1,0 +1,189 @@
+"""What comes back from a chat endpoint: :class:`Completion`, :class:`Usage`, and JSON replies
+(:func:`parse_json_reply`, and :func:`json_exchange`, the one-retry protocol behind
+:meth:`~clarify_gym.llm.LLMClient.complete_json`).
+
+A reply that does not parse or validate gets one more request:
+
+* cut for length (``finish_reason == "length"``): the original request again with a firmer
+  instruction to be brief (:data:`LENGTH_PROMPT`); the cut reply is not echoed, since it would
+  only fill the context;
+* otherwise a repair request: the original messages, the first :data:`ECHO_CHARS` characters of
+  the bad reply, and what was wrong with it (:data:`REPAIR_PROMPT`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from clarify_gym.errors import LLMReplyError
+from clarify_gym.llm.config import redact
+
+__all__ = [
+    "ECHO_CHARS",
+    "LENGTH_PROMPT",
+    "REPAIR_PROMPT",
+    "Completion",
+    "JSONReply",
+    "Usage",
+    "json_exchange",
+    "parse_json_reply",
+]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+REPAIR_PROMPT = (
+    "Your reply could not be used: {problem}. Reply again with only the JSON object asked for, "
+    "no other text."
+)
+LENGTH_PROMPT = (
+    "Your previous reply was too long and was cut off before it ended. Reply again with only "
+    "the JSON object asked for: no other text, and keep every string short (one or two "
+    "sentences)."
+)
+#: How much of a bad reply a repair request shows the model.
+ECHO_CHARS = 200
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+_THINK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|$)", re.DOTALL | re.IGNORECASE)
+
+
+def parse_json_reply(text: str) -> Any:
+    """The JSON object in a model reply: code fences, thinking blocks and text around the
+    outermost ``{...}`` are dropped. Raises ``ValueError`` when there is none.
+
+    >>> parse_json_reply('Sure!\\n```json\\n{"answer": "Yes", "cited": [3]}\\n```')
+    {'answer': 'Yes', 'cited': [3]}
+    >>> parse_json_reply("<think>hmm {</think>{\\"met\\": [true]}")
+    {'met': [True]}
+    """
+    text = _THINK.sub(" ", text or "")
+    fenced = _FENCE.search(text)
+    if fenced:
+        text = fenced.group(1)
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        raise ValueError("the reply holds no JSON object")
+    try:
+        return json.loads(text[start : end + 1])
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"the reply is not valid JSON ({exc.msg} at character {exc.pos})"
+        ) from None
+
+
+@dataclass
+class Usage:
+    """Tokens and calls, summed over any number of requests."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+    #: Calls answered from the cache (their tokens are counted as when first made). Left out of
+    #: :meth:`as_dict`, so what the env reports is the same when an episode is replayed.
+    cache_hits: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, other: Usage | Mapping[str, int] | None) -> Usage:
+        """Add ``other`` (a :class:`Usage` or its :meth:`as_dict`) in place; returns self."""
+        if other is None:
+            return self
+        get = other.get if isinstance(other, Mapping) else lambda k, d=0: getattr(other, k, d)
+        self.prompt_tokens += int(get("prompt_tokens", 0))
+        self.completion_tokens += int(get("completion_tokens", 0))
+        self.calls += int(get("calls", 0))
+        self.cache_hits += int(get("cache_hits", 0))
+        return self
+
+    def as_dict(self) -> dict[str, int]:
+        """Tokens and calls as plain ints, for ``info`` dicts and results files (without
+        ``cache_hits``: a replayed episode reports what the original did).
+
+        >>> Usage(10, 2, calls=1, cache_hits=1).as_dict()
+        {'prompt_tokens': 10, 'completion_tokens': 2, 'total_tokens': 12, 'calls': 1}
+        """
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "calls": self.calls,
+        }
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One chat completion."""
+
+    text: str
+    usage: Usage
+    model: str
+    cached: bool = False
+    finish_reason: str | None = None
+    #: The model the server says it used (its reply's ``model`` field).
+    served_model: str | None = None
+
+
+@dataclass(frozen=True)
+class JSONReply(Generic[T]):
+    """A validated JSON reply, the usage of every call it took, and the retry it needed."""
+
+    value: T
+    usage: Usage
+    text: str
+    #: ``None`` (first try), ``"repair"`` or ``"length"`` (see the module docstring).
+    retry: str | None = None
+
+    @property
+    def repaired(self) -> bool:
+        """Whether a second request was needed."""
+        return self.retry is not None
+
+
+def json_exchange(
+    messages: list[Mapping[str, str]], validate: Callable[[Any], T], secret: str | None
+) -> Generator[list[Mapping[str, str]], Completion, JSONReply[T]]:
+    """The JSON protocol, shared by the sync and async paths: yields the messages to send,
+    receives each completion, returns the reply (or raises :class:`LLMReplyError`)."""
+    usage = Usage()
+    request = messages
+    retry: str | None = None
+    for last in (False, True):
+        completion = yield request
+        usage.add(completion.usage)
+        try:
+            value = validate(parse_json_reply(completion.text))
+            return JSONReply(value, usage, completion.text, retry)
+        except (ValueError, TypeError, KeyError) as exc:
+            problem = str(exc).strip("'\"") or type(exc).__name__
+        if completion.finish_reason == "length":
+            problem = f"the reply was cut at the length limit ({problem})"
+        logger.info("LLM JSON reply rejected (%s)%s", problem, ", giving up" if last else "")
+        if completion.finish_reason == "length":
+            retry = "length"
+            request = [*messages, {"role": "user", "content": LENGTH_PROMPT}]
+        else:
+            retry = "repair"
+            echo = completion.text[:ECHO_CHARS] + (
+                " ..." if len(completion.text) > ECHO_CHARS else ""
+            )
+            request = [
+                *messages,
+                {"role": "assistant", "content": echo},
+                {"role": "user", "content": REPAIR_PROMPT.format(problem=problem)},
+            ]
+    raise LLMReplyError(
+        redact(
+            f"the model's reply was not usable JSON even after a second request ({retry}): "
+            f"{problem}; it began {completion.text[:160]!r}",
+            secret,
+        ),
+        usage=usage.as_dict(),
+    )
