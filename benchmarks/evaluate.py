@@ -37,6 +37,7 @@ __all__ = [
     "evaluate",
     "parse_seeds",
     "run",
+    "run_problems",
     "summarize_run",
 ]
 
@@ -155,7 +156,13 @@ def evaluate(cfg: BenchConfig) -> Path:
 
     import clarify_gym
     from agents.registry import make_agent
-    from benchmarks.episodes import Failures, plan_episodes, run_batched, run_unbatched
+    from benchmarks.episodes import (
+        AgentGaveUp,
+        Failures,
+        plan_episodes,
+        run_batched,
+        run_unbatched,
+    )
     from benchmarks.runfiles import (
         METADATA,
         RESULTS,
@@ -235,6 +242,14 @@ def evaluate(cfg: BenchConfig) -> Path:
     if done:
         logger.info("resuming: %d episodes done, %d to go", len(done), len(plan))
     failures = Failures()
+    if plan:
+        env = make_env()
+        try:
+            metadata["env"]["parts"] = env.unwrapped.describe_parts()
+        finally:
+            env.close()
+        write_json_atomic(folder / METADATA, metadata)
+    gave_up: list[str] = []
     bar = tqdm(
         total=len(plan),
         desc="episodes",
@@ -264,43 +279,81 @@ def evaluate(cfg: BenchConfig) -> Path:
                 **agent.describe(),
             }
             write_json_atomic(folder / METADATA, metadata)
-            if agent.batched:
-                run_batched(episodes, agent, make_env, cfg.batch_size, emit)
-            else:
-                run_unbatched(
-                    episodes,
-                    agent,
-                    lambda s=spec_text, k=kwargs: make_agent(s, **k),
-                    make_env,
-                    cfg.concurrency,
-                    emit,
-                    failures,
-                )
+            try:
+                if agent.batched:
+                    run_batched(episodes, agent, make_env, cfg.batch_size, emit)
+                else:
+                    run_unbatched(
+                        episodes,
+                        agent,
+                        lambda s=spec_text, k=kwargs: make_agent(s, **k),
+                        make_env,
+                        cfg.concurrency,
+                        emit,
+                        failures,
+                    )
+            except AgentGaveUp as exc:
+                logger.error("%s", exc)
+                gave_up.append(str(exc))
+            metadata["agents"][spec_text].update(agent.describe())  # now with the served model
             del agent
     bar.close()
-    summarize_run(folder, plots=cfg.plots)
-    if failures.count:
-        print(
-            f"{failures.count} episode(s) failed and were not recorded (first: {failures.first}); "
-            f"run again with --resume --out {folder} to retry them",
-            file=sys.stderr,
-        )
+    metadata["failed_episodes"] = failures.by_agent
+    metadata["gave_up"] = gave_up
+    if read_results(folder / RESULTS):
+        summarize_run(folder, plots=cfg.plots)
     metadata["finished"] = now_iso() if not failures.count else None
     write_json_atomic(folder / METADATA, metadata)
     return folder
 
 
+def run_problems(folder: Path) -> str | None:
+    """What went wrong in a run, as one sentence (``None``: every episode was recorded without
+    an LLM error): episodes that failed and were not recorded, agents given up on, and recorded
+    episodes whose judge or user reported an error (their scores are not real)."""
+    from benchmarks.runfiles import RESULTS, read_metadata, read_results
+    from benchmarks.summary import episode_errored
+
+    metadata = read_metadata(folder) or {}
+    failed = metadata.get("failed_episodes") or {}
+    rows = read_results(folder / RESULTS) if (folder / RESULTS).exists() else []
+    errored: dict[str, int] = {}
+    for row in rows:
+        if episode_errored(row):
+            errored[row["agent"]] = errored.get(row["agent"], 0) + 1
+    parts = []
+    if failed:
+        per = ", ".join(f"{a}: {n}" for a, n in failed.items())
+        parts.append(f"{sum(failed.values())} episode(s) failed and were not recorded ({per})")
+    if metadata.get("gave_up"):
+        parts.append("; ".join(metadata["gave_up"]))
+    if errored:
+        per = ", ".join(f"{a}: {n}" for a, n in errored.items())
+        parts.append(
+            f"{sum(errored.values())} recorded episode(s) have an LLM judge or user error ({per}; "
+            "see judge_error / user_errors in results.jsonl)"
+        )
+    if not parts:
+        return None
+    return (
+        "; ".join(parts)
+        + f". Summary of what finished: {folder / 'summary.md'}; run again with --resume --out {folder} to retry failed episodes"
+    )
+
+
 def summarize_run(folder: Path, *, plots: bool = True, echo: bool = True) -> str:
     """Rebuild ``summary.md`` (and the plots) from ``folder/results.jsonl``; return the table."""
     from benchmarks.runfiles import RESULTS, RunFilesError, read_metadata, read_results
-    from benchmarks.summary import plot_run, summarize, summary_markdown
+    from benchmarks.summary import errors_markdown, plot_run, summarize, summary_markdown
 
     rows = read_results(folder / RESULTS)
     if not rows:
         raise RunFilesError(f"{folder / RESULTS} has no episodes to summarise")
     metadata = read_metadata(folder) or {}
     agents = metadata.get("settings", {}).get("agents")
-    table = summary_markdown(summarize(rows, agents))
+    summaries = summarize(rows, agents)
+    table = summary_markdown(summaries)
+    errors = errors_markdown(summaries, metadata.get("failed_episodes"))
     env = metadata.get("env", {}).get("id", "?")
     source = metadata.get("task_source", {})
     note = (
@@ -310,10 +363,10 @@ def summarize_run(folder: Path, *, plots: bool = True, echo: bool = True) -> str
         "a task). The oracle reads the hidden task: an upper bound, not a baseline."
     )
     (folder / "summary.md").write_text(
-        f"# Benchmark summary\n\n{note}\n\n{table}\n", encoding="utf-8"
+        f"# Benchmark summary\n\n{note}\n\n{table}\n\n{errors}\n", encoding="utf-8"
     )
     if echo:
-        print(f"\n{table}\n\n{note}")
+        print(f"\n{table}\n\n{note}\n{errors}")
     if plots:
         try:
             paths = plot_run(rows, folder, agents)
@@ -450,4 +503,8 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     folder = evaluate(cfg)
     print(f"results: {folder / 'results.jsonl'}")
+    problems = run_problems(folder)
+    if problems:
+        print(f"clarify-gym bench: error: {problems}", file=sys.stderr)
+        return 3
     return 0
