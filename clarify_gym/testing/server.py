@@ -31,8 +31,8 @@ A fault injected with ``role="models"`` applies to ``GET /v1/models`` instead (`
 ``rate_limit``, ``disconnect`` ...). ``served_model`` makes replies name that model whatever the
 request asked for (as llama-server does, which serves one model and ignores the field).
 
-``stats`` counts requests by role, faults served, ``response_format`` types sent, requests that
-carried an ``Authorization`` header, and the most requests ever in flight at once;
+``stats`` counts requests by role, faults served, ``response_format`` types sent, the bearer
+tokens received, and the most requests ever in flight at once;
 ``requests`` keeps the last 200 chat request bodies.
 """
 
@@ -97,8 +97,8 @@ class ServerStats:
     faults: Counter[str] = field(default_factory=Counter)
     #: ``response_format.type`` of each chat request (``none`` when absent).
     formats: Counter[str] = field(default_factory=Counter)
-    #: Requests (chat and listing) that carried an ``Authorization`` header.
-    with_auth: int = 0
+    #: Bearer tokens received (chat and listing), by value: what a key rule let through.
+    keys: Counter[str] = field(default_factory=Counter)
     in_flight: int = 0
     max_in_flight: int = 0
 
@@ -132,9 +132,10 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def _count_auth(self) -> None:
-        if self.headers.get("Authorization"):
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if token:
             with self.server.owner._lock:
-                self.server.owner.stats.with_auth += 1
+                self.server.owner.stats.keys[token] += 1
 
     def do_GET(self) -> None:
         self._count_auth()
