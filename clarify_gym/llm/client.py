@@ -177,6 +177,9 @@ class LLMClient:
         self.json_stats: Counter[str] = Counter()
         #: The model named by the latest reply from the server (``None``: no reply yet).
         self.served_model: str | None = None
+        #: Seconds spent waiting for the server (requests answered from the cache excluded),
+        #: retries and backoff included; ``usage.calls - usage.cache_hits`` requests.
+        self.request_seconds = 0.0
         self._lock = threading.Lock()
         self._rng = random.Random()
         self._model = self.config.model
@@ -449,6 +452,7 @@ class LLMClient:
         messages: list[dict[str, Any]],
         params: dict[str, Any],
         response: Any,
+        start: float,
     ) -> Completion:
         choice = response.choices[0] if getattr(response, "choices", None) else None
         text = (choice.message.content if choice is not None else None) or ""
@@ -484,6 +488,8 @@ class LLMClient:
                 },
             )
         usage = Usage(prompt, completion_tokens, calls=1)
+        with self._lock:
+            self.request_seconds += time.perf_counter() - start
         return self._count(Completion(text, usage, model, False, finish, served))
 
     # ---- requests ---------------------------------------------------------------------------
@@ -499,13 +505,14 @@ class LLMClient:
             return hit
         client, limit = self._openai(), self._limit()
         attempt = 0
+        start = time.perf_counter()
         while True:
             try:
                 with limit:
                     response = client.chat.completions.create(
                         model=model, messages=msgs, **sampling
                     )
-                return self._finish(key, model, msgs, sampling, response)
+                return self._finish(key, model, msgs, sampling, response, start)
             except Exception as exc:
                 if self._format_fallback(exc, sampling):
                     key, hit = self._lookup(model, msgs, sampling)
@@ -524,13 +531,14 @@ class LLMClient:
             return hit
         client, limit = self._aopenai(), self._alimit()
         attempt = 0
+        start = time.perf_counter()
         while True:
             try:
                 async with limit:
                     response = await client.chat.completions.create(
                         model=model, messages=msgs, **sampling
                     )
-                return self._finish(key, model, msgs, sampling, response)
+                return self._finish(key, model, msgs, sampling, response, start)
             except Exception as exc:
                 if self._format_fallback(exc, sampling):
                     key, hit = self._lookup(model, msgs, sampling)
