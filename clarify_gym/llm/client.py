@@ -39,23 +39,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
-import os
 import random
 import threading
 import time
-import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from clarify_gym.errors import LLMError, LLMReplyError, require
+from clarify_gym.errors import LLMError, LLMReplyError
 from clarify_gym.llm.cache import ResponseCache, request_key
 from clarify_gym.llm.config import ROLES, LLMConfig, redact
+from clarify_gym.llm.pool import POOL_LOCK, loop_limit, pooled_client, thread_limit
 from clarify_gym.llm.reply import Completion, JSONReply, Usage, json_exchange, parse_json_reply
+from clarify_gym.llm.retry import backoff_delay, classify_failure, give_up_message, same_model
 from clarify_gym.llm.schemas import response_format
 
 __all__ = [
@@ -73,77 +71,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_RETRY_STATUS = frozenset({408, 409, 429})
 #: Endpoints that answered HTTP 400/422 to ``response_format`` (this process sends them none).
 _FORMAT_REJECTED: set[str] = set()
 _MISMATCH_WARNED: set[tuple[str, str]] = set()
-
-
-def same_model(requested: str, served: str | None) -> bool:
-    """Whether a reply's ``model`` is the one requested: equal, a dated snapshot of it
-    (``gpt-4o`` -> ``gpt-4o-2024-08-06``), or the same file name (a GGUF path).
-
-    >>> same_model("gpt-4o", "gpt-4o-2024-08-06"), same_model("smollm2", "/m/smollm2")
-    (True, True)
-    >>> same_model("qwen2.5-7b", "smollm2"), same_model("m", None)
-    (False, True)
-    """
-    if not served:
-        return True
-    base = served.rstrip("/").rsplit("/", 1)[-1]
-    return served.startswith(requested) or base.startswith(requested.rsplit("/", 1)[-1])
-
-
-def backoff_delay(
-    attempt: int, *, base: float, cap: float, retry_after: float | None = None, rand: float = 1.0
-) -> float:
-    """Seconds to wait before retry ``attempt + 1`` (``attempt`` counts from 0).
-
-    Without ``Retry-After``: exponential backoff with "equal jitter", ``d/2 + rand * d/2`` for
-    ``d = min(cap, base * 2**attempt)``. With it: the server's delay (at most ``cap``), plus up
-    to 10 % jitter so that clients told the same delay do not all come back at once.
-
-    >>> [backoff_delay(a, base=0.5, cap=4.0, rand=1.0) for a in range(5)]
-    [0.5, 1.0, 2.0, 4.0, 4.0]
-    >>> backoff_delay(0, base=0.5, cap=4.0, rand=0.0)
-    0.25
-    >>> backoff_delay(3, base=0.5, cap=30.0, retry_after=2.0, rand=0.0)
-    2.0
-    """
-    if retry_after is not None:
-        return min(cap, max(0.0, retry_after)) * (1.0 + 0.1 * rand)
-    delay = min(cap, base * 2.0**attempt)
-    return delay / 2 + rand * delay / 2
-
-
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
-    if not headers:
-        return None
-    try:
-        if headers.get("retry-after-ms"):
-            return float(headers["retry-after-ms"]) / 1000
-        value = headers.get("retry-after")
-        if not value:
-            return None
-        try:
-            return float(value)
-        except ValueError:
-            return parsedate_to_datetime(value).timestamp() - time.time()
-    except (TypeError, ValueError):
-        return None
-
-
-# ---- process-wide connection pools and concurrency limits -------------------------------------
-_POOL_LOCK = threading.Lock()
-_SYNC_POOL: dict[tuple[Any, ...], Any] = {}
-_SYNC_LIMITS: dict[tuple[Any, ...], threading.BoundedSemaphore] = {}
-_ASYNC_POOL: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = (
-    weakref.WeakKeyDictionary()
-)
-_ASYNC_LIMITS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[Any, ...], asyncio.Semaphore]
-] = weakref.WeakKeyDictionary()
 
 
 class LLMClient:
@@ -203,45 +133,17 @@ class LLMClient:
             )
         return self.config.api_key
 
-    def _pool_key(self) -> tuple[Any, ...]:
-        digest = hashlib.sha256(self._key().encode()).hexdigest()
-        return (os.getpid(), self.config.base_url, digest, self.config.timeout)
-
     def _openai(self) -> Any:
-        return self._pooled("OpenAI", None)
+        return pooled_client(self.config, self._key(), None)
 
     def _aopenai(self) -> Any:
-        return self._pooled("AsyncOpenAI", asyncio.get_running_loop())
-
-    def _pooled(self, cls: str, loop: asyncio.AbstractEventLoop | None) -> Any:
-        """The process's (or event loop's) shared ``openai`` client for this endpoint and key."""
-        openai = require("openai", extra="llm", feature="LLM backends")
-        key = self._pool_key()
-        with _POOL_LOCK:
-            pool = _SYNC_POOL if loop is None else _ASYNC_POOL.setdefault(loop, {})
-            if key not in pool:
-                pool[key] = getattr(openai, cls)(
-                    api_key=self._key(),
-                    base_url=self.config.base_url,
-                    timeout=self.config.timeout,
-                    max_retries=0,
-                )
-            return pool[key]
+        return pooled_client(self.config, self._key(), asyncio.get_running_loop())
 
     def _limit(self) -> threading.BoundedSemaphore:
-        key = (os.getpid(), self.config.base_url, self.config.max_concurrency)
-        with _POOL_LOCK:
-            if key not in _SYNC_LIMITS:
-                _SYNC_LIMITS[key] = threading.BoundedSemaphore(self.config.max_concurrency or 1)
-            return _SYNC_LIMITS[key]
+        return thread_limit(self.config)
 
     def _alimit(self) -> asyncio.Semaphore:
-        loop, key = asyncio.get_running_loop(), (self.config.base_url, self.config.max_concurrency)
-        with _POOL_LOCK:
-            limits = _ASYNC_LIMITS.setdefault(loop, {})
-            if key not in limits:
-                limits[key] = asyncio.Semaphore(self.config.max_concurrency or 1)
-            return limits[key]
+        return loop_limit(self.config)
 
     def _error(self, message: str) -> LLMError:
         return LLMError(redact(message, self.config.api_key))
@@ -331,7 +233,7 @@ class LLMClient:
         status = getattr(exc, "status_code", None)
         if "response_format" not in sampling or status not in (400, 422):
             return False
-        with _POOL_LOCK:
+        with POOL_LOCK:
             first = self.config.base_url not in _FORMAT_REJECTED
             _FORMAT_REJECTED.add(self.config.base_url)
         if first:
@@ -348,61 +250,28 @@ class LLMClient:
     def _on_failure(self, exc: BaseException, attempt: int, model: str | None) -> float:
         """Log a retryable failure and return the delay, or raise :class:`LLMError`
         (``model=None``: the request was the model listing)."""
-        openai = require("openai", extra="llm", feature="LLM backends")
-        status = getattr(exc, "status_code", None)
-        if not isinstance(exc, openai.APIStatusError):  # type: ignore[attr-defined]
-            status = None  # e.g. a 200 whose body did not validate
-        headers = getattr(getattr(exc, "response", None), "headers", None)
-        if isinstance(exc, openai.APITimeoutError):  # type: ignore[attr-defined]
-            what, retry = f"timed out after {self.config.timeout:g} s", True
-        elif isinstance(exc, openai.APIConnectionError):  # type: ignore[attr-defined]
-            what, retry = f"connection failed ({exc})", True
-        elif isinstance(status, int):
-            what = f"HTTP {status} ({exc})"
-            retry = status in _RETRY_STATUS or status >= 500
-        elif isinstance(exc, (openai.OpenAIError, ValueError)):  # type: ignore[attr-defined]
-            what, retry = f"unreadable response ({type(exc).__name__}: {exc})", True
-        else:
-            raise exc
+        failure = classify_failure(exc, self.config.timeout or 0.0)
         if model is None:
             where = f"listing the models of {self.config.base_url} (no model set)"
         else:
             where = f"LLM request to {self.config.base_url} (model {model})"
-        attempts = attempt + 1
-        if not retry:
-            sent = self.config.key_source or "no key"
-            hint = {
-                401: f"the endpoint refused the key ({sent} was sent): check the API key; it goes only "
-                "to the base URL it is set for (OPENAI_API_KEY only to api.openai.com; "
-                "CLARIFY_GYM_LLM_API_KEY with CLARIFY_GYM_LLM_BASE_URL), see docs/llm_backends.md",
-                403: "the key may not have access to this model",
-                404: "check the base URL (it usually ends in /v1) and the model name",
-            }.get(status or 0, "the request was rejected; it will not succeed on retry")
-            raise self._error(f"{where} failed: {what}; {hint}") from None
-        if attempt >= (self.config.max_retries or 0):
-            unreachable = isinstance(exc, openai.APIConnectionError) and not isinstance(  # type: ignore[attr-defined]
-                exc,
-                openai.APITimeoutError,  # type: ignore[attr-defined]
+        if not failure.retryable or attempt >= (self.config.max_retries or 0):
+            message = give_up_message(
+                failure, where, self.config.base_url or "", self.config.key_source, attempt + 1
             )
-            check = (
-                f"is a server running at {self.config.base_url}?"
-                if unreachable
-                else "check that the endpoint is up, or raise CLARIFY_GYM_LLM_TIMEOUT / "
-                "CLARIFY_GYM_LLM_MAX_RETRIES"
-            )
-            raise self._error(f"{where} failed {attempts} times, last: {what}; {check}") from None
+            raise self._error(message) from None
         delay = backoff_delay(
             attempt,
             base=self.config.backoff_base,
             cap=self.config.backoff_max,
-            retry_after=_retry_after(headers) if status == 429 or status == 503 else None,
+            retry_after=failure.retry_after,
             rand=self._rng.random(),
         )
         logger.warning(
             "%s: %s; retry %d of %d in %.2f s",
             where,
-            redact(what, self.config.api_key),
-            attempts,
+            redact(failure.what, self.config.api_key),
+            attempt + 1,
             self.config.max_retries,
             delay,
         )
