@@ -134,7 +134,7 @@ def measure(
             {
                 "CLARIFY_GYM_LLM_CACHE": str(Path(tmp) / "cache"),
                 "CLARIFY_GYM_WRITER_MAX_TOKENS": str(writer_tokens),
-                "CLARIFY_GYM_LLM_TIMEOUT": "300",
+                "CLARIFY_GYM_LLM_TIMEOUT": "600",  # a loaded 2-core machine: < 1 token/s at times
             }
         )
         for name in ("CLARIFY_GYM_LLM_MODEL", "CLARIFY_GYM_LLM_API_KEY", "CLARIFY_GYM_LLM_JSON"):

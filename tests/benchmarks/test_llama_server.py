@@ -21,14 +21,14 @@ pytestmark = pytest.mark.llama_server
 
 
 def test_llm_env_and_chat_bench_against_llama_server():
-    result = measure(episodes=2, questions=2, writer_tokens=96)
+    result = measure(episodes=1, questions=2, writer_tokens=64)
     result["command"] = "scripts/test-llama (pytest -m llama_server)"
     if os.environ.get("LLAMA_RESULTS"):
         write_json_atomic(Path(os.environ["LLAMA_RESULTS"]), result)
     print(json.dumps(result))
     # every oracle and judge reply parsed on the first try, under the JSON schemas
-    assert result["roles"]["oracle"]["json"] == {"first_try": 4}
-    assert result["roles"]["judge"]["json"] == {"first_try": 2}
+    assert result["roles"]["oracle"]["json"] == {"first_try": 2}
+    assert result["roles"]["judge"]["json"] == {"first_try": 1}
     assert result["user_errors"] == 0 and result["judge_errors"] == 0
     # the second pass is answered entirely from the cache, identically
     assert result["replay_exact"] and result["replay_requests_to_server"] == 0
