@@ -12,9 +12,10 @@ What it does, with the reply cache in a fresh folder:
    role, with the default ``CLARIFY_GYM_LLM_JSON=schema``; mean request latency per role.
 2. **Replay**: the same episodes again from the cache; every row must be identical and no
    request may reach the server.
-3. **chat:@URL bench**: ``clarify-gym bench --agents chat:@<url>`` on the offline env (the model
-   is picked from ``/v1/models``); checks the exit status and that ``metadata.json`` names the
-   model the server listed and the one it reported.
+3. **chat:@URL bench**: ``clarify-gym bench --agents chat:@<url>`` on the offline env, one
+   episode of one question, the agent's replies capped at 48 tokens (the model is picked from
+   ``/v1/models``); checks the exit status and that ``metadata.json`` names the model the
+   server listed and the one it reported.
 
 The writer's outline is capped (``--writer-tokens``, default 192) to keep the CPU run short; the
 oracle and judge use their defaults (256 and 64 + 8 per item).
@@ -101,7 +102,8 @@ def _bench(url: str, out: Path) -> dict[str, Any]:
 
     spec = f"chat:@{url}"
     start = time.perf_counter()
-    flags = ["--no-plots", "--no-progress", "--env-kwargs", '{"max_questions": 2}']
+    flags = ["--no-plots", "--no-progress", "--env-kwargs", '{"max_questions": 1}']
+    flags += ["--agent-kwargs", '{"chat": {"max_tokens": 48}}']
     status = cli_main(["bench", "--agents", spec, "--episodes", "1", "--out", str(out), *flags])
     meta = json.loads((out / "metadata.json").read_text())
     agent = meta["agents"][spec]
@@ -184,7 +186,11 @@ def measure(
             s["requests"] - s["from_cache"] for s in replay_stats.values()
         ),
         "bench": bench,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+            "python": platform.python_version(),
+        },
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

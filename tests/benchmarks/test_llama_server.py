@@ -17,7 +17,7 @@ import pytest
 from benchmarks.llama_server import measure
 from benchmarks.runfiles import write_json_atomic
 
-pytestmark = pytest.mark.llama_server
+pytestmark = [pytest.mark.llama_server, pytest.mark.timeout(3000)]
 
 
 def test_llm_env_and_chat_bench_against_llama_server():
