@@ -37,7 +37,6 @@ __all__ = [
     "evaluate",
     "parse_seeds",
     "run",
-    "run_problems",
     "summarize_run",
 ]
 
@@ -76,6 +75,10 @@ class BenchConfig:
     """Constructor keyword arguments per agent spec (or per kind, e.g. {"hf": {"max_new_tokens": 32}})."""
     threads: int | None = None
     """torch CPU threads for local models (None: torch's default). On a busy machine 1 is often fastest."""
+    ray: str | None = None
+    """Run episodes on Ray: "local" starts a local cluster, anything else is an address to join (None: threads here)."""
+    ray_actors: int | None = None
+    """Ray actors per agent (None: one per CPU of the cluster, at most --concurrency)."""
     plots: bool = True
     """Save the PNG plots."""
     progress: bool = True
@@ -163,6 +166,7 @@ def evaluate(cfg: BenchConfig) -> Path:
         run_batched,
         run_unbatched,
     )
+    from benchmarks.ray_runner import agent_metadata, require_ray
     from benchmarks.runfiles import (
         METADATA,
         RESULTS,
@@ -178,6 +182,8 @@ def evaluate(cfg: BenchConfig) -> Path:
         write_json_atomic,
     )
 
+    if cfg.ray:
+        require_ray(loopback=cfg.ray in ("", "local"))  # before the run folder is touched
     folder = Path(cfg.out or _default_out())
     tasks = clarify_gym.load_tasks(cfg.tasks, split=cfg.split)
     if not tasks:
@@ -258,6 +264,12 @@ def evaluate(cfg: BenchConfig) -> Path:
         file=sys.stderr,
         dynamic_ncols=True,
     )
+    runner = None
+    if cfg.ray and plan:
+        from benchmarks.ray_runner import RayRunner
+
+        runner = RayRunner(None if cfg.ray == "local" else cfg.ray, actors=cfg.ray_actors)
+        metadata["ray"] = {"address": cfg.ray, "cpus": runner.cpus, "actors": cfg.ray_actors}
     with ResultsWriter(folder / RESULTS) as writer:
 
         def emit(row: dict[str, Any]) -> None:
@@ -270,16 +282,19 @@ def evaluate(cfg: BenchConfig) -> Path:
                 continue
             bar.set_postfix_str(spec_text)
             kwargs = cfg.kwargs_for(spec_text)
-            agent = make_agent(spec_text, **kwargs)
-            metadata["agents"][spec_text] = {
-                "class": f"{type(agent).__module__}.{type(agent).__qualname__}",
-                "privileged": agent.privileged,
-                "batched": agent.batched,
-                "kwargs": kwargs,
-                **agent.describe(),
-            }
-            write_json_atomic(folder / METADATA, metadata)
+
+            def record(meta: dict[str, Any], spec_text: str = spec_text) -> None:
+                metadata["agents"][spec_text] = meta
+                write_json_atomic(folder / METADATA, metadata)
+
             try:
+                if runner is not None:
+                    runner.run_agent(
+                        spec_text, kwargs, episodes, cfg, tasks, emit, failures, record
+                    )
+                    continue
+                agent = make_agent(spec_text, **kwargs)
+                record(agent_metadata(agent, kwargs))
                 if agent.batched:
                     run_batched(episodes, agent, make_env, cfg.batch_size, emit)
                 else:
@@ -295,9 +310,12 @@ def evaluate(cfg: BenchConfig) -> Path:
             except AgentGaveUp as exc:
                 logger.error("%s", exc)
                 gave_up.append(str(exc))
-            metadata["agents"][spec_text].update(agent.describe())  # now with the served model
-            del agent
+            if runner is None:
+                metadata["agents"][spec_text].update(agent.describe())  # with the served model
+                del agent
     bar.close()
+    if runner is not None:
+        runner.close()
     metadata["failed_episodes"] = failures.by_agent
     metadata["gave_up"] = gave_up
     if read_results(folder / RESULTS):
@@ -305,40 +323,6 @@ def evaluate(cfg: BenchConfig) -> Path:
     metadata["finished"] = now_iso() if not failures.count else None
     write_json_atomic(folder / METADATA, metadata)
     return folder
-
-
-def run_problems(folder: Path) -> str | None:
-    """What went wrong in a run, as one sentence (``None``: every episode was recorded without
-    an LLM error): episodes that failed and were not recorded, agents given up on, and recorded
-    episodes whose judge or user reported an error (their scores are not real)."""
-    from benchmarks.runfiles import RESULTS, read_metadata, read_results
-    from benchmarks.summary import episode_errored
-
-    metadata = read_metadata(folder) or {}
-    failed = metadata.get("failed_episodes") or {}
-    rows = read_results(folder / RESULTS) if (folder / RESULTS).exists() else []
-    errored: dict[str, int] = {}
-    for row in rows:
-        if episode_errored(row):
-            errored[row["agent"]] = errored.get(row["agent"], 0) + 1
-    parts = []
-    if failed:
-        per = ", ".join(f"{a}: {n}" for a, n in failed.items())
-        parts.append(f"{sum(failed.values())} episode(s) failed and were not recorded ({per})")
-    if metadata.get("gave_up"):
-        parts.append("; ".join(metadata["gave_up"]))
-    if errored:
-        per = ", ".join(f"{a}: {n}" for a, n in errored.items())
-        parts.append(
-            f"{sum(errored.values())} recorded episode(s) have an LLM judge or user error ({per}; "
-            "see judge_error / user_errors in results.jsonl)"
-        )
-    if not parts:
-        return None
-    return (
-        "; ".join(parts)
-        + f". Summary of what finished: {folder / 'summary.md'}; run again with --resume --out {folder} to retry failed episodes"
-    )
 
 
 def summarize_run(folder: Path, *, plots: bool = True, echo: bool = True) -> str:
@@ -459,6 +443,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default={},
         help='JSON: agent spec or kind -> constructor kwargs, e.g. \'{"hf": {"max_new_tokens": 32}}\'',
     )
+    from benchmarks.ray_runner import add_ray_arguments
+
+    add_ray_arguments(parser)
     parser.add_argument("--no-plots", action="store_true", help="do not save PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -492,6 +479,8 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         batch_size=args.batch_size,
         threads=args.threads,
+        ray=args.ray,
+        ray_actors=args.ray_actors,
         env_id=args.env_id,
         env_kwargs=args.env_kwargs,
         agent_kwargs=args.agent_kwargs,
@@ -503,6 +492,8 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     folder = evaluate(cfg)
     print(f"results: {folder / 'results.jsonl'}")
+    from benchmarks.summary import run_problems
+
     problems = run_problems(folder)
     if problems:
         print(f"clarify-gym bench: error: {problems}", file=sys.stderr)

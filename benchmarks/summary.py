@@ -28,6 +28,7 @@ __all__ = [
     "errors_markdown",
     "mean_ci",
     "plot_run",
+    "run_problems",
     "summarize",
     "summary_markdown",
     "t_quantile",
@@ -220,6 +221,39 @@ def errors_markdown(summaries: Sequence[AgentSummary], failed: dict[str, int] | 
     return (
         "Errored episodes (an LLM judge or user error; their scores are not real) and failed ones "
         "(not recorded): " + "; ".join(cells) + "."
+    )
+
+
+def run_problems(folder: Path) -> str | None:
+    """What went wrong in a run, as one sentence (``None``: every episode was recorded without
+    an LLM error): episodes that failed and were not recorded, agents given up on, and recorded
+    episodes whose judge or user reported an error (their scores are not real)."""
+    from benchmarks.runfiles import RESULTS, read_metadata, read_results
+
+    metadata = read_metadata(folder) or {}
+    failed = metadata.get("failed_episodes") or {}
+    rows = read_results(folder / RESULTS) if (folder / RESULTS).exists() else []
+    errored: dict[str, int] = {}
+    for row in rows:
+        if episode_errored(row):
+            errored[row["agent"]] = errored.get(row["agent"], 0) + 1
+    parts = []
+    if failed:
+        per = ", ".join(f"{a}: {n}" for a, n in failed.items())
+        parts.append(f"{sum(failed.values())} episode(s) failed and were not recorded ({per})")
+    if metadata.get("gave_up"):
+        parts.append("; ".join(metadata["gave_up"]))
+    if errored:
+        per = ", ".join(f"{a}: {n}" for a, n in errored.items())
+        parts.append(
+            f"{sum(errored.values())} recorded episode(s) have an LLM judge or user error ({per}; "
+            "see judge_error / user_errors in results.jsonl)"
+        )
+    if not parts:
+        return None
+    return (
+        "; ".join(parts)
+        + f". Summary of what finished: {folder / 'summary.md'}; run again with --resume --out {folder} to retry failed episodes"
     )
 
 
