@@ -102,11 +102,9 @@ def resolve_dtype(dtype: Any) -> Any:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
-        try:
-            flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            flags = ""
-        return torch.bfloat16 if ("amx_bf16" in flags or "avx512_bf16" in flags) else torch.float32
+        from agents.models import bf16_unsupported_reason
+
+        return torch.bfloat16 if bf16_unsupported_reason("cpu") is None else torch.float32
     if dtype in ("float32", "bfloat16", "float16"):
         return getattr(torch, dtype)
     raise ValueError(

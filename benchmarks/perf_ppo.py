@@ -3,14 +3,19 @@
 Prints JSON and saves it to ``benchmarks/results/perf_ppo.json``: for each model, tokens/s and
 peak memory of both trainers, and ``tokens_per_s_ratio`` / ``peak_memory_ratio`` (ours / TRL's;
 the top-level keys are those of the first model). Targets (issue 6): >= 1.5x tokens/s and <= 0.6x
-peak memory.
+peak memory; (issue 10) SmolLM2 row >= 5x the 31 tokens/s of the float32 trainer that
+re-prefilled every turn. Also per model: our iteration's estimated FLOPs
+(:func:`iteration_flops`), the bf16 (or float32) matmul roofline measured in the same run on the
+same threads, and the fraction of it reached; and two numerics checks of ours, the first
+micro-batch's max |log ratio| (0: the old log-probs match the first pass) and the mean
+sampler-vs-scorer log-prob gap.
 
 Run: ``python -m benchmarks.perf_ppo [--models tiny,smollm2-135m] [--episodes 16]``.
 
 How it is measured, identically for both:
 
-* the same base weights (float32), tokenizer, prompts (the chat-templated visible tasks of the
-  same env seeds), batch (episodes, response length, PPO epochs, minibatch, micro-batch,
+* the same base weights (``--dtype``: float32, or bfloat16 on both sides), tokenizer, prompts
+  (the chat-templated visible tasks of the same env seeds), batch (episodes, response length, PPO epochs, minibatch, micro-batch,
   forward batch), the same LoRA adapter on the policy, one torch thread;
 * each trainer runs in its own subprocess, one after the other: ours in this environment, TRL
   1.12 in a separate virtual environment (``$CLARIFY_GYM_CACHE/trl112-venv``) that this script
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -43,8 +49,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-
-from benchmarks.runfiles import write_json_atomic
 
 RESULTS = Path(__file__).parent / "results" / "perf_ppo.json"
 TRL_PINS = (
@@ -84,13 +88,14 @@ def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     import transformers  # noqa: F401
 
-    from agents.ppo.config import preset
+    from agents.ppo.presets import preset
     from agents.ppo.trainer import ppo_iteration, setup
 
     torch.set_num_threads(spec["threads"])
     baseline = _rss_mb()
     cfg = preset("tiny").replace(
         model=spec["model_spec"],
+        dtype=spec["dtype"],
         output_dir=spec["out"],
         tensorboard=False,
         progress=False,
@@ -115,7 +120,14 @@ def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
     metrics = ppo_iteration(state)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     tokens = metrics["rollout/episode_tokens"] * spec["episodes"]
+    policy_tokens = metrics["rollout/policy_tokens"] * spec["episodes"]
+    flops = iteration_flops(state.policy.causal_lm, tokens, policy_tokens, spec["epochs"])
     return {
+        "dtype": str(state.policy.causal_lm.dtype).removeprefix("torch."),
+        "estimated_flops": flops,
+        "achieved_gflop_per_s": flops / seconds / 1e9,
+        "first_log_ratio_max": metrics["losses/first_log_ratio_max"],
+        "sampler_scorer_logprob_gap": metrics["rollout/logprob_gap"],
         "tokens": tokens,
         "policy_tokens": metrics["rollout/policy_tokens"] * spec["episodes"],
         "seconds": seconds,
@@ -146,12 +158,13 @@ def worker_trl(spec: dict[str, Any]) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"], padding_side="left")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    policy = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=torch.float32)
+    dtype = getattr(torch, spec["dtype"])
+    policy = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=dtype)
     value = AutoModelForSequenceClassification.from_pretrained(
-        spec["model_dir"], num_labels=1, dtype=torch.float32
+        spec["model_dir"], num_labels=1, dtype=dtype
     )
     reward = AutoModelForSequenceClassification.from_pretrained(
-        spec["reward_dir"], num_labels=1, dtype=torch.float32
+        spec["reward_dir"], num_labels=1, dtype=dtype
     )
     for model in (value, reward):
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -190,6 +203,7 @@ def worker_trl(spec: dict[str, Any]) -> dict[str, Any]:
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     tokens = sum(len(p) for p in spec["prompts"]) + episodes * spec["response_length"]
     return {
+        "dtype": spec["dtype"],
         "tokens": tokens,
         "policy_tokens": episodes * spec["response_length"],
         "seconds": seconds,
@@ -202,6 +216,44 @@ def worker_trl(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- the driver ----------------------------------------------------------------------------
+
+
+def iteration_flops(lm: Any, tokens: float, policy_tokens: float, epochs: int) -> float:
+    """Estimated FLOPs of one of our PPO iterations (matmuls only, attention scores left out).
+
+    With P the weights of the transformer body (no embeddings) and H x V the LM head: rollout
+    2P per token (each token once, KV cache) + 2HV per sampled token; scoring twice (policy and
+    reference) the same; each epoch of LoRA training 4P per token (forward, and the backward to
+    the activations: frozen weights get no weight gradient) + 4HV per policy token.
+    """
+    embedding = lm.get_input_embeddings().weight
+    head = lm.get_output_embeddings().weight
+    total = sum(p.numel() for n, p in lm.named_parameters() if "lora_" not in n)
+    untied = head.data_ptr() != embedding.data_ptr()
+    body = total - embedding.numel() - (head.numel() if untied else 0)
+    hv = head.numel()
+    rollout = 2 * body * tokens + 2 * hv * policy_tokens
+    return float(3 * rollout + epochs * (4 * body * tokens + 4 * hv * policy_tokens))
+
+
+def matmul_roofline(dtype: str, threads: int, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a ``size``-cubed matmul in ``dtype`` on ``threads`` threads (best of repeats)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a = torch.randn(size, size).to(getattr(torch, dtype))
+        b = torch.randn(size, size).to(getattr(torch, dtype))
+        torch.matmul(a, b)  # warm-up
+        best = math.inf
+        for _ in range(repeats):
+            started = time.perf_counter()
+            torch.matmul(a, b)
+            best = min(best, time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(before)
+    return 2 * size**3 / best / 1e9
 
 
 def trl_python() -> Path:
@@ -296,8 +348,10 @@ def compare(model: str, args: argparse.Namespace, trl: Path, workdir: Path) -> d
         "seed": 0,
         "threads": args.threads,
         "gradient_checkpointing": args.gradient_checkpointing,
+        "dtype": args.dtype,
     }
     spec["prompts"] = prompts_for(spec, tokenizer)
+    roofline = matmul_roofline(args.dtype, args.threads)
     load = {"ours": os.getloadavg()[0]}
     ours = run_worker(Path(sys.executable), "ours", {**spec, "out": str(workdir / f"ours-{model}")})
     load["trl_1_12"] = os.getloadavg()[0]
@@ -317,6 +371,9 @@ def compare(model: str, args: argparse.Namespace, trl: Path, workdir: Path) -> d
         "batch": {k: spec[k] for k in ("episodes", "minibatch", "micro", "forward_batch", "epochs", "response_length")},
         "mean_prompt_tokens": sum(map(len, spec["prompts"])) / len(spec["prompts"]),
         "gradient_checkpointing": spec["gradient_checkpointing"],
+        "dtype": args.dtype,
+        "matmul_roofline_gflop_per_s": round(roofline, 1),
+        "ours_roofline_fraction": round(ours["achieved_gflop_per_s"] / roofline, 4),
         "load_average_1min_before": load,
     }  # fmt: skip
 
@@ -332,6 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--response-length", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="bfloat16",
+        help="weights' dtype for both trainers (bfloat16: native on AMX/AVX512-BF16 CPUs)",
+    )
     parser.add_argument(
         "--gradient-checkpointing",
         action="store_true",
@@ -369,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     print(json.dumps(report, indent=2))
+    from benchmarks.runfiles import write_json_atomic  # (not in the TRL worker's venv)
+
     write_json_atomic(args.out, report)
     return 0
 

@@ -88,8 +88,21 @@ def code_paths(path: Sequence[str] | None = None) -> list[str]:
     return out
 
 
-def require_ray() -> Any:
-    """The ``ray`` module, or :class:`~clarify_gym.errors.MissingDependencyError` naming the extra."""
+#: Ray's switch that makes a cluster started here use the loopback address (127.0.0.1) instead of
+#: the machine's network address; read once, when ``ray`` is first imported.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def require_ray(*, loopback: bool = False) -> Any:
+    """The ``ray`` module, or :class:`~clarify_gym.errors.MissingDependencyError` naming the extra.
+
+    ``loopback=True`` (a local cluster started by ``--ray``) keeps every Ray process on
+    127.0.0.1, so a benchmark on one machine never listens on or talks to a network address; a
+    cluster other machines can join is started with ``ray start --head`` and passed as
+    ``--ray ADDRESS``.
+    """
+    if loopback and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ENV, "0")
     try:
         import ray
     except ImportError as exc:
@@ -205,7 +218,7 @@ class RayRunner:
     """Connects to (or starts) a Ray cluster and runs one agent's episodes on it at a time."""
 
     def __init__(self, address: str | None = None, *, actors: int | None = None) -> None:
-        ray = require_ray()
+        ray = require_ray(loopback=address in (None, "", "local"))
         if actors is not None and actors < 1:
             raise ValueError("--ray-actors must be >= 1")
         self.ray = ray

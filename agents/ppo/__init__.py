@@ -1,6 +1,6 @@
 """Token-level multi-turn PPO for LLM questioners (LoRA, one shared backbone, accelerate).
 
-Modules, in reading order: :mod:`~agents.ppo.config` (dataclass settings, presets),
+Modules, in reading order: :mod:`~agents.ppo.config` (dataclass settings), :mod:`~agents.ppo.presets`,
 :mod:`~agents.ppo.core` (masked statistics, GAE, PPO losses), :mod:`~agents.ppo.model` (policy,
 reference and value head on one backbone), :mod:`~agents.ppo.rollout` (multi-turn episodes as
 token sequences), :mod:`~agents.ppo.trainer` (the loop), :mod:`~agents.ppo.checkpoint`,
@@ -10,6 +10,7 @@ token sequences), :mod:`~agents.ppo.trainer` (the loop), :mod:`~agents.ppo.check
 package is light: torch and transformers load only in the modules that need them.
 """
 
-from agents.ppo.config import PRESETS, TrainConfig, preset
+from agents.ppo.config import TrainConfig
+from agents.ppo.presets import PRESETS, preset
 
 __all__ = ["PRESETS", "TrainConfig", "preset"]

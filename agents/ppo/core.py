@@ -8,6 +8,7 @@ multiplication), so garbage in context positions cannot leak into the loss.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -54,18 +55,33 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
     return var
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+def masked_whiten(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    shift_mean: bool = True,
+    *,
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """``x`` normalised to mean 0 (unless ``shift_mean=False``) and unit variance over the
-    masked values; 0 outside the mask.
+    masked values; 0 outside the mask. ``all_reduce`` sums a tensor over processes (e.g.
+    ``lambda t: accelerator.reduce(t, "sum")``): the statistics are then those of the masked
+    values of every process's ``x``, as if the batches were one.
 
     >>> masked_whiten(torch.tensor([1.0, 7.0, 3.0]), torch.tensor([True, False, True]))
     tensor([-0.7071,  0.0000,  0.7071])
     """
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    mask = mask.bool()
+    total = all_reduce or (lambda t: t)
+    zero = torch.zeros_like(x)
+    n = total(mask.sum().to(x.dtype))
+    mean = total(torch.where(mask, x, zero).sum()) / n.clamp(min=1)
+    if n < 2:
+        raise ValueError("masked_whiten needs at least two unmasked values")
+    var = total(torch.where(mask, (x - mean) ** 2, zero).sum()) / (n - 1)  # Bessel-corrected
     whitened = (x - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         whitened = whitened + mean
-    return torch.where(mask.bool(), whitened, torch.zeros_like(x))
+    return torch.where(mask, whitened, zero)
 
 
 def token_rewards(
@@ -151,33 +167,57 @@ def ppo_losses(
     clip_value: float,
     vf_coef: float,
     ent_coef: float,
+    max_log_ratio: float = 20.0,
+    dual_clip: float | None = None,
+    token_count: float | torch.Tensor | None = None,
 ) -> PPOLosses:
-    """Clipped policy loss, clipped value loss and entropy bonus, averaged over policy tokens.
+    """Clipped policy loss, clipped value loss and entropy bonus over the policy tokens.
 
-    ``loss = policy + vf_coef * value - ent_coef * entropy``; ``approx_kl`` is the k3 estimate
-    of KL(old || new), ``clipfrac`` the share of tokens whose ratio left [1 - eps, 1 + eps].
+    ``loss = policy + vf_coef * value - ent_coef * entropy``. Each term is a token mean: the sum
+    over this batch's policy tokens divided by ``token_count`` (default: their number). Pass the
+    policy-token count of the whole minibatch when this batch is one micro-batch of it, so that
+    the accumulated gradient is the minibatch's token mean however it is split. The log-ratio is
+    clamped to ``[-max_log_ratio, max_log_ratio]`` before ``exp`` (a stale or mismatched
+    log-prob cannot overflow the ratio); ``dual_clip = c > 1`` bounds the loss of a token with a
+    negative advantage by ``-c * advantage`` (Ye et al. 2020). ``approx_kl`` is the k3 estimate
+    of KL(old || new), ``clipfrac`` the share of tokens whose ratio left [1 - eps, 1 + eps]
+    (the diagnostics are plain means over this batch's tokens).
 
     >>> t = torch.tensor([[0.0, -1.0]]); m = torch.tensor([[False, True]])
     >>> out = ppo_losses(t, t, t, t, torch.tensor([[5.0, 2.0]]), t, t, m,
     ...                  clip_ratio=0.2, clip_value=0.2, vf_coef=0.5, ent_coef=0.0)
     >>> float(out.policy), float(out.approx_kl), float(out.clipfrac)
     (-2.0, 0.0, 0.0)
+    >>> float(ppo_losses(t, t, t, t, torch.tensor([[5.0, 2.0]]), t, t, m, clip_ratio=0.2,
+    ...                  clip_value=0.2, vf_coef=0.5, ent_coef=0.0, token_count=4).policy)
+    -0.5
     """
     mask = mask.bool()
+    if dual_clip is not None and dual_clip <= 1:
+        raise ValueError(f"dual_clip must be > 1 (or None), got {dual_clip}")
     zero = torch.zeros_like(logprobs)
+    n_tokens = mask.sum() if token_count is None else token_count
+    n_tokens = torch.as_tensor(n_tokens, dtype=logprobs.dtype, device=logprobs.device).clamp(min=1)
+
+    def token_mean(x: torch.Tensor) -> torch.Tensor:
+        return torch.where(mask, x, zero).sum() / n_tokens
+
     log_ratio = torch.where(mask, logprobs - old_logprobs, zero)
+    log_ratio = log_ratio.clamp(-max_log_ratio, max_log_ratio)
     ratio = torch.exp(log_ratio)
     adv = torch.where(mask, advantages, zero)
     policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip_ratio, 1 + clip_ratio))
-    policy = masked_mean(policy_loss, mask)
+    if dual_clip is not None:
+        policy_loss = torch.where(adv < 0, torch.min(policy_loss, -adv * dual_clip), policy_loss)
+    policy = token_mean(policy_loss)
 
     v_old = torch.where(mask, old_values, zero)
     ret = torch.where(mask, returns, zero)
     v_clipped = v_old + (values - v_old).clamp(-clip_value, clip_value)
     value_losses = torch.max((values - ret) ** 2, (v_clipped - ret) ** 2)
-    value = 0.5 * masked_mean(value_losses, mask)
+    value = 0.5 * token_mean(value_losses)
 
-    ent = masked_mean(entropy, mask)
+    ent = token_mean(entropy)
     loss = policy + vf_coef * value - ent_coef * ent
     with torch.no_grad():
         approx_kl = masked_mean((ratio - 1) - log_ratio, mask)

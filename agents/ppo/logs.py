@@ -32,16 +32,23 @@ def append_metrics(path: str | os.PathLike[str], row: dict[str, Any]) -> None:
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The rows of a metrics file (a torn last line, from a crash mid-write, is skipped)."""
+    """The rows of a metrics file. A torn last line (a crash mid-write) is skipped; a corrupt
+    line anywhere else raises ``ValueError`` naming it (the file was damaged, not torn)."""
     rows = []
     path = Path(path)
     if not path.exists():
         return rows
-    for line in path.read_text(encoding="utf-8").splitlines():
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+        except json.JSONDecodeError as exc:
+            if number == len(lines):
+                continue
+            raise ValueError(
+                f"{path} line {number} is not JSON ({exc.msg}); only a torn last line is "
+                "expected after a crash: repair or delete that line, then run again"
+            ) from exc
     return rows
 
 

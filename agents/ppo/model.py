@@ -15,6 +15,7 @@ Checkpoint files (a standard peft adapter plus the value head) are written and r
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.models import load_causal_lm, load_tokenizer, resolve_base
+from agents.models import load_causal_lm, load_tokenizer, resolve_base, resolve_train_dtype
 from agents.ppo.config import LoraSettings, ModelSettings
 
 __all__ = ["PolicyValueModel", "build_policy_value_model"]
@@ -59,6 +60,24 @@ class PolicyValueModel(nn.Module):
         with self.policy.disable_adapter():
             yield
 
+    def head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head in float32 (weights and activations), whatever the model's dtype: bf16
+        logits are only good to ~0.1 at the scale of an LM's logits, too coarse for PPO's
+        ratios, and the sampler and the scorer share this one function. The frozen head's
+        float32 copy is made once and kept (SmolLM2: 113 MB; Qwen2.5-7B: 2.2 GB). A sharded
+        head (FSDP, ZeRO-3) runs through its own module instead, in the model's dtype."""
+        head = self.causal_lm.get_output_embeddings()
+        weight = head.weight
+        if _sharded(weight, hidden.shape[-1]):
+            return head(hidden.to(weight.dtype)).float()
+        if weight.dtype != torch.float32:
+            key = (weight.data_ptr(), weight.device, weight.shape)
+            if getattr(self, "_head_key", None) != key:
+                self._head_fp32, self._head_key = weight.detach().float(), key
+            weight = self._head_fp32
+        bias = None if head.bias is None else head.bias.float()
+        return nn.functional.linear(hidden.float(), weight, bias)
+
     def actor_parameters(self) -> list[nn.Parameter]:
         """The LoRA weights."""
         return [p for p in self.policy.parameters() if p.requires_grad]
@@ -78,37 +97,54 @@ class PolicyValueModel(nn.Module):
         past_key_values: Any = None,
         entropy_grad: bool = False,
     ) -> tuple[Any, ...]:
+        decoder = self.causal_lm.get_decoder()
         if policy_mask is None:  # one generation step: only the last position's logits
-            out = self.policy(
+            cache_kw = "cache" if "cache" in inspect.signature(decoder.forward).parameters else None
+            out = decoder(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
-                past_key_values=past_key_values,
                 use_cache=True,
-                logits_to_keep=1,
+                **{cache_kw or "past_key_values": past_key_values},
             )
-            return out.logits[:, -1], out.past_key_values
+            cache = getattr(out, "cache", None) or out.past_key_values
+            return self.head_logits(out.last_hidden_state[:, -1]), cache
         if policy_mask[:, 0].any():
             raise ValueError("the first token of a sequence cannot be a policy token")
-        hidden = self.causal_lm.get_decoder()(
+        hidden = decoder(
             input_ids=input_ids, attention_mask=attention_mask, use_cache=False
         ).last_hidden_state  # (B, T, H)
         predicts = policy_mask[:, 1:]  # (B, T-1): position t-1 predicts policy token t
         h = hidden[:, :-1][predicts]  # (N, H), N = policy tokens in the batch
         targets = input_ids[:, 1:][predicts]  # (N,)
-        logits = self.causal_lm.get_output_embeddings()(h).float() / temperature  # (N, V)
+        logits = self.head_logits(h) / temperature  # (N, V), float32
         logp_all = torch.log_softmax(logits, dim=-1)
         logprobs = logp_all.gather(-1, targets[:, None]).squeeze(-1)  # (N,)
         with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
             entropy = -(logp_all.exp() * logp_all).sum(-1)  # (N,)
         h_critic = h.detach() if self.critic_detach else h
-        values = self.value_head(h_critic.float()).squeeze(-1)  # (N,)
+        # in the head's own dtype: fp32 as built, bf16 once ZeRO casts the model or FSDP2
+        # gathers it in its mixed-precision param_dtype
+        head_dtype = self.value_head.weight.dtype
+        values = self.value_head(h_critic.to(head_dtype)).float().squeeze(-1)  # (N,)
 
         def scatter(x: torch.Tensor) -> torch.Tensor:  # (N,) -> (B, T), 0 off the mask
             flat = torch.zeros(predicts.shape, dtype=x.dtype, device=x.device)
             return nn.functional.pad(flat.masked_scatter(predicts, x), (1, 0))
 
         return scatter(logprobs), scatter(values), scatter(entropy)
+
+
+def _sharded(weight: torch.Tensor, hidden_size: int) -> bool:
+    """Whether a weight is a shard or placeholder outside its module's forward (FSDP1/2's
+    views and DTensors, DeepSpeed ZeRO-3's empty parameters)."""
+    if hasattr(weight, "ds_id") or weight.dim() != 2 or weight.shape[1] != hidden_size:
+        return True
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - torch built without distributed
+        return False
+    return isinstance(weight, DTensor)
 
 
 def build_policy_value_model(
@@ -120,7 +156,8 @@ def build_policy_value_model(
 
     base_spec = resolve_base(model.model)
     tokenizer = load_tokenizer(resolve_base(model.tokenizer) if model.tokenizer else base_spec)
-    causal_lm = load_causal_lm(base_spec, dtype=getattr(torch, model.dtype), device=str(device))
+    dtype = resolve_train_dtype(model.dtype, device)
+    causal_lm = load_causal_lm(base_spec, dtype=dtype, device=str(device))
     causal_lm.config.use_cache = False
     if model.gradient_checkpointing:
         causal_lm.gradient_checkpointing_enable(

@@ -21,6 +21,7 @@ split) are counted in ``Episode.noncanonical_turns``.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ from clarify_gym.env import EPISODE_METRICS
 
 __all__ = [
     "Episode",
+    "KVCache",
     "RewardFn",
     "encode",
     "play_episodes",
@@ -62,12 +64,15 @@ class Episode:
     noncanonical_turns: int = 0
     ended_by: str = ""
     """"stop" (the policy said STOP), "budget" (no questions left) or "tokens" (max length)."""
+    sample_logprobs: list[float] = field(default_factory=list)
+    """Per token: the sampler's log-probability of a policy token (NaN elsewhere, or unknown)."""
 
     def extend(self, tokens: Sequence[int], *, policy: bool) -> None:
         """Append tokens (policy-written or context)."""
         self.tokens.extend(tokens)
         self.policy_mask.extend([policy] * len(tokens))
         self.rewards.extend([0.0] * len(tokens))
+        self.sample_logprobs.extend([math.nan] * len(tokens))
 
 
 def render(tokenizer: Any, messages: list[dict[str, str]]) -> str:
@@ -80,6 +85,47 @@ def encode(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+@dataclass
+class KVCache:
+    """A wave's KV cache, kept across turns (the chat so far is never prefilled twice).
+
+    Row i holds the first ``fed[i]`` tokens of episode i's sequence; ``attention`` (B, L) is 1 at
+    the cached positions that are real tokens and 0 at padding (each turn's new tokens are left
+    padded to a common width, so padding also sits between turns). ``select`` drops the rows of
+    finished episodes.
+    """
+
+    past: Any = None
+    attention: torch.Tensor | None = None
+    fed: list[int] = field(default_factory=list)
+
+    def select(self, rows: Sequence[int]) -> None:
+        """Keep only ``rows`` (in that order)."""
+        if self.past is None or self.attention is None:
+            return
+        index = torch.tensor(list(rows), dtype=torch.long, device=self.attention.device)
+        self.past.batch_select_indices(index)
+        self.attention = self.attention[index]
+        self.fed = [self.fed[i] for i in rows]
+
+
+def _left_padded(
+    chunks: Sequence[Sequence[int]], starts: Sequence[int], pad_id: int, device: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(ids, attention, positions)``, each (B, W): the chunks right-aligned, row i's real
+    tokens at positions ``starts[i], starts[i] + 1, ...``."""
+    batch, width = len(chunks), max(len(c) for c in chunks)
+    ids = torch.full((batch, width), pad_id, dtype=torch.long)
+    attention = torch.zeros((batch, width), dtype=torch.long)
+    for i, chunk in enumerate(chunks):
+        if chunk:
+            ids[i, width - len(chunk) :] = torch.tensor(list(chunk))
+            attention[i, width - len(chunk) :] = 1
+    starts_t = torch.tensor(list(starts), dtype=torch.long)[:, None]
+    positions = (starts_t + attention.cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), attention.to(device), positions.to(device)
+
+
 @torch.no_grad()
 def sample_tokens(
     model: torch.nn.Module,
@@ -89,48 +135,77 @@ def sample_tokens(
     temperature: float,
     stop_ids: Sequence[int],
     pad_id: int,
-    generator: torch.Generator,
+    generator: torch.Generator | None,
     device: torch.device | str = "cpu",
+    cache: KVCache | None = None,
+    logprobs: list[list[float]] | None = None,
 ) -> list[list[int]]:
     """Sample one reply per prompt from ``softmax(logits / temperature)`` (no top-k/top-p, so
-    PPO's log-probabilities are those of the sampling distribution), with a KV cache and left
-    padding. ``model(ids, mask, position_ids=..., past_key_values=...)`` is a
-    :class:`~agents.ppo.model.PolicyValueModel` generation step. A reply ends with its stop
-    token, or after ``max_new_tokens``."""
-    batch, width = len(prompts), max(len(p) for p in prompts)
-    input_ids = torch.full((batch, width), pad_id, dtype=torch.long, device=device)  # (B, L)
-    attention = torch.zeros((batch, width), dtype=torch.long, device=device)  # (B, L)
-    for i, prompt in enumerate(prompts):
-        input_ids[i, width - len(prompt) :] = torch.tensor(prompt, device=device)
-        attention[i, width - len(prompt) :] = 1
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)  # (B, L)
-    logits, cache = model(input_ids, attention, position_ids=positions)  # (B, V)
-    stops = torch.tensor(list(stop_ids), device=device)
+    PPO's log-probabilities are those of the sampling distribution; ``temperature=0`` is greedy
+    decoding), with a KV cache and left padding. ``model(ids, mask, position_ids=...,
+    past_key_values=...)`` is a :class:`~agents.ppo.model.PolicyValueModel` generation step. A
+    reply ends with its stop token, or after ``max_new_tokens``.
+
+    With ``cache`` (a :class:`KVCache` from the previous turn of the same episodes) only the
+    tokens of each prompt that are not cached yet are fed; the cache is updated in place.
+    ``logprobs``, if given, is filled with each sampled token's log-probability under the
+    sampling distribution (float32 log-softmax). Stop checks read the device every token on a
+    CPU (no transfer there) and every 8 tokens elsewhere, so a GPU never waits on the host per
+    token.
+    """
+    device = torch.device(device)
+    cache = cache if cache is not None else KVCache()
+    if cache.past is not None and any(len(p) <= f for p, f in zip(prompts, cache.fed, strict=True)):
+        cache.past = None  # a row has nothing new to feed: no logits to start from, prefill again
+    if cache.past is None:
+        cache.fed = [0] * len(prompts)
+        cache.attention = None
+    chunks = [list(p[f:]) for p, f in zip(prompts, cache.fed, strict=True)]
+    ids, attention, positions = _left_padded(chunks, cache.fed, pad_id, device)
+    if cache.attention is not None:
+        attention = torch.cat([cache.attention, attention], dim=1)
+    logits, past = model(ids, attention, position_ids=positions, past_key_values=cache.past)
+    batch = len(prompts)
+    positions = positions[:, -1:]
+    stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
+    check_every = 1 if device.type == "cpu" else 8
     out: list[torch.Tensor] = []
-    for _ in range(max_new_tokens):
-        probs = torch.softmax(logits.float() / temperature, dim=-1)  # (B, V)
-        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (B,)
+    out_logp: list[torch.Tensor] = []
+    feeds = 0
+    for step in range(max_new_tokens):
+        logp_all = torch.log_softmax(logits.float() / max(temperature, 1e-6), dim=-1)  # (B, V)
+        if temperature == 0:
+            token = logp_all.argmax(-1)
+        else:
+            token = torch.multinomial(logp_all.exp(), 1, generator=generator).squeeze(-1)  # (B,)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         out.append(token)
+        out_logp.append(logp_all.gather(-1, token[:, None]).squeeze(-1))
         was_done = done
         done = done | torch.isin(token, stops)
-        if bool(done.all()):
+        if step == max_new_tokens - 1 or (step % check_every == check_every - 1 and done.all()):
             break
         attention = torch.cat([attention, (~was_done).long()[:, None]], dim=1)
-        positions = positions[:, -1:] + 1
-        logits, cache = model(
-            token[:, None], attention, position_ids=positions, past_key_values=cache
+        positions = positions + 1
+        logits, past = model(
+            token[:, None], attention, position_ids=positions, past_key_values=past
         )
+        feeds += 1
     sampled = torch.stack(out, dim=1).tolist()  # (B, new)
+    sampled_logp = torch.stack(out_logp, dim=1).tolist()
     replies = []
-    for row in sampled:
+    for i, row in enumerate(sampled):
         reply: list[int] = []
         for t in row:
             reply.append(t)
             if t in stop_ids:
                 break
         replies.append(reply)
+        if logprobs is not None:
+            logprobs.append(sampled_logp[i][: len(reply)])
+        cache.fed[i] = len(prompts[i]) + min(len(reply), feeds)
+    cache.past, cache.attention = past, attention
     return replies
 
 
@@ -149,66 +224,113 @@ def play_episodes(
     settings: RolloutSettings,
     *,
     stop_ids: Sequence[int],
-    generator: torch.Generator,
+    generator: torch.Generator | None,
     device: torch.device | str = "cpu",
     reward_fn: RewardFn | None = None,
+    greedy: bool = False,
+    reuse_cache: bool = True,
+    task_ids: Sequence[str] | None = None,
 ) -> list[Episode]:
-    """Play one episode per seed, ``len(envs)`` at a time, with one batched generation per turn
-    for every unfinished episode. Episodes come back in the order of ``seeds``."""
+    """Play one episode per seed, ``len(envs)`` at a time (a wave), with one batched generation
+    per turn for every unfinished episode of the wave; the envs of a turn step concurrently (in
+    threads, so an LLM user's requests overlap). The wave's KV cache is kept across turns
+    (``reuse_cache=False`` prefills the whole chat every turn instead). ``greedy`` decodes with
+    argmax (evaluation). ``task_ids`` (one per seed) picks each episode's task instead of the
+    env's seeded draw. Episodes come back in the order of ``seeds``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if task_ids is not None and len(task_ids) != len(seeds):
+        raise ValueError(f"{len(task_ids)} task_ids for {len(seeds)} seeds: give one per seed")
     pad_id = tokenizer.pad_token_id
-    finished: list[Episode] = []
-    for start in range(0, len(seeds), len(envs)):
-        live: list[_Live] = []
-        for env, seed in zip(envs, seeds[start : start + len(envs)], strict=False):
-            obs, info = env.reset(seed=seed)
-            text = render(tokenizer, observation_to_messages(obs))
-            tokens = encode(tokenizer, text)
-            if len(tokens) + settings.max_new_tokens > settings.max_episode_tokens:
-                raise ValueError(
-                    f"task {info['task_id']}: the prompt alone has {len(tokens)} tokens, too many "
-                    f"for max_episode_tokens={settings.max_episode_tokens} with max_new_tokens="
-                    f"{settings.max_new_tokens}; raise max_episode_tokens"
+    finished: dict[int, Episode] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(len(envs), 32))) as pool:
+        for start in range(0, len(seeds), len(envs)):
+            live: list[_Live] = []
+            wave = list(seeds[start : start + len(envs)])
+            tasks = task_ids[start : start + len(wave)] if task_ids else [None] * len(wave)
+            for env, seed, task in zip(envs, wave, tasks, strict=False):
+                live.append(_reset(env, seed, task, tokenizer, settings))
+            index = {id(s): start + k for k, s in enumerate(live)}
+            cache = KVCache()
+            while live:
+                sampled_logp: list[list[float]] = []
+                replies = sample_tokens(
+                    model,
+                    [s.episode.tokens for s in live],
+                    max_new_tokens=settings.max_new_tokens,
+                    temperature=0.0 if greedy else settings.temperature,
+                    stop_ids=stop_ids,
+                    pad_id=pad_id,
+                    generator=generator,
+                    device=device,
+                    cache=cache if reuse_cache else None,
+                    logprobs=sampled_logp,
                 )
-            episode = Episode(seed, info["task_id"], [], [], [])
-            episode.extend(tokens, policy=False)
-            live.append(_Live(env, episode, text))
-        while live:
-            replies = sample_tokens(
-                model,
-                [s.episode.tokens for s in live],
-                max_new_tokens=settings.max_new_tokens,
-                temperature=settings.temperature,
-                stop_ids=stop_ids,
-                pad_id=pad_id,
-                generator=generator,
-                device=device,
-            )
-            still: list[_Live] = []
-            for s, reply in zip(live, replies, strict=True):
-                if _step(s, reply, tokenizer, settings, stop_ids, reward_fn):
-                    still.append(s)
-                else:
-                    finished.append(s.episode)
-            live = still
-    return finished
+                texts = [
+                    _take_reply(s, r, tokenizer, stop_ids)
+                    for s, r in zip(live, replies, strict=True)
+                ]
+                for s, reply, logp in zip(live, replies, sampled_logp, strict=False):
+                    s.episode.sample_logprobs[-len(reply) :] = logp
+                steps = list(pool.map(_env_step, [s.env for s in live], texts))
+                keep: list[int] = []
+                for k, (s, reply, text, result) in enumerate(
+                    zip(live, replies, texts, steps, strict=True)
+                ):
+                    if _after_step(
+                        s, reply, text, result, tokenizer, settings, stop_ids, reward_fn
+                    ):
+                        keep.append(k)
+                    else:
+                        finished[index[id(s)]] = s.episode
+                live = [live[k] for k in keep]
+                cache.select(keep)
+    return [finished[i] for i in sorted(finished)]
 
 
-def _step(
+def _env_step(env: gym.Env, text: str) -> tuple[Any, ...]:
+    return env.step(parse_reply(text))
+
+
+def _reset(
+    env: gym.Env, seed: int, task_id: str | None, tokenizer: Any, settings: RolloutSettings
+) -> _Live:
+    obs, info = env.reset(seed=seed, options={"task_id": task_id} if task_id else None)
+    text = render(tokenizer, observation_to_messages(obs))
+    tokens = encode(tokenizer, text)
+    if len(tokens) + settings.max_new_tokens > settings.max_episode_tokens:
+        raise ValueError(
+            f"task {info['task_id']}: the prompt alone has {len(tokens)} tokens, too many "
+            f"for max_episode_tokens={settings.max_episode_tokens} with max_new_tokens="
+            f"{settings.max_new_tokens}; raise max_episode_tokens"
+        )
+    episode = Episode(seed, info["task_id"], [], [], [])
+    episode.extend(tokens, policy=False)
+    return _Live(env, episode, text)
+
+
+def _take_reply(s: _Live, reply: list[int], tokenizer: Any, stop_ids: Sequence[int]) -> str:
+    """Append a sampled reply to the episode; its text without the end-of-turn token."""
+    s.episode.extend(reply, policy=True)
+    content = reply[:-1] if reply and reply[-1] in stop_ids else reply
+    text = tokenizer.decode(content, skip_special_tokens=True)
+    s.episode.replies.append(text)
+    return text
+
+
+def _after_step(
     s: _Live,
     reply: list[int],
+    text: str,
+    result: tuple[Any, ...],
     tokenizer: Any,
     settings: RolloutSettings,
     stop_ids: Sequence[int],
     reward_fn: RewardFn | None,
 ) -> bool:
-    """Apply one sampled reply to a live episode; False when the episode has ended."""
+    """Book the env's step for one reply; False when the episode has ended."""
     episode = s.episode
-    episode.extend(reply, policy=True)
-    ended_turn = reply[-1] in stop_ids
-    content = reply[:-1] if ended_turn else reply
-    text = tokenizer.decode(content, skip_special_tokens=True)
-    episode.replies.append(text)
-    obs, reward, terminated, truncated, info = s.env.step(parse_reply(text))
+    obs, reward, terminated, truncated, info = result
     reward = float(reward if reward_fn is None else reward_fn(text, float(reward), info))
     episode.rewards[-1] += reward
     episode.env_return += reward
@@ -216,6 +338,8 @@ def _step(
         return _finish(episode, info, "stop" if terminated else "budget")
 
     # The chat of the next turn, as the benchmark agent renders it from the observation.
+    ended_turn = reply[-1] in stop_ids
+    content = reply[:-1] if ended_turn else reply
     next_text = render(tokenizer, observation_to_messages(obs))
     question = info["dialogue"][-2]["content"]  # the question as the env recorded it
     delta = next_text[len(s.text) :]

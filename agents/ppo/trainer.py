@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ import torch
 import clarify_gym  # noqa: F401  (registers the env ids)
 from agents.models import stop_token_ids
 from agents.ppo import checkpoint as ckpt
+from agents.ppo.batch import Batch, rows, score
+from agents.ppo.checkpoint import save_checkpoint
 from agents.ppo.config import TrainConfig
 from agents.ppo.core import (
     AdaptiveKLController,
@@ -40,15 +44,16 @@ from agents.ppo.core import (
     ppo_losses,
     token_rewards,
 )
-from agents.ppo.logs import append_metrics, plot_learning_curve, truncate_metrics
+from agents.ppo.logs import append_metrics, plot_learning_curve, read_metrics, truncate_metrics
 from agents.ppo.model import PolicyValueModel, build_policy_value_model
-from agents.ppo.rollout import Episode, RewardFn, play_episodes
+from agents.ppo.rollout import RewardFn, play_episodes
 from clarify_gym.env import EPISODE_METRICS
 
 __all__ = [
     "Batch",
     "TrainResult",
     "TrainState",
+    "clip_gradients",
     "ppo_iteration",
     "save_checkpoint",
     "setup",
@@ -56,40 +61,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Batch:
-    """One rollout, right-padded; every tensor is ``(B, T)`` on the training device."""
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    policy_mask: torch.Tensor
-    env_rewards: torch.Tensor
-
-    @classmethod
-    def collate(cls, episodes: list[Episode], pad_id: int, device: torch.device) -> Batch:
-        """Pad the episodes' token sequences on the right into one batch."""
-        width = max(len(e.tokens) for e in episodes)
-
-        def pad(rows: list[list[Any]], value: Any, dtype: torch.dtype) -> torch.Tensor:
-            full = [row + [value] * (width - len(row)) for row in rows]
-            return torch.tensor(full, dtype=dtype, device=device)
-
-        return cls(
-            input_ids=pad([e.tokens for e in episodes], pad_id, torch.long),
-            attention_mask=pad([[1] * len(e.tokens) for e in episodes], 0, torch.long),
-            policy_mask=pad([e.policy_mask for e in episodes], False, torch.bool),
-            env_rewards=pad([e.rewards for e in episodes], 0.0, torch.float32),
-        )
-
-
-def _rows(
-    tensors: list[torch.Tensor], attention: torch.Tensor, idx: torch.Tensor
-) -> list[torch.Tensor]:
-    """The rows ``idx`` of each (B, T) tensor, cut to the longest of those rows."""
-    width = int(attention[idx].sum(1).max())
-    return [t[idx, :width] for t in tensors]
 
 
 @dataclass
@@ -108,6 +79,7 @@ class TrainState:
     kl_ctl: AdaptiveKLController
     local_episodes: int  # episodes per update on this process
     local_minibatch: int  # episodes per optimiser step on this process
+    micro_batch: int  # episodes per forward/backward pass on this process
     reward_fn: RewardFn | None = None
     update: int = 0  # updates completed
 
@@ -139,6 +111,14 @@ def setup(
             f"{out} already holds checkpoints of a run: pass --resume {out} to continue it, "
             "or choose another --output-dir"
         )
+    metrics_file = out / "metrics.jsonl"
+    old_rows = read_metrics(metrics_file)  # a damaged file stops the run here, not at its end
+    if resume is None and old_rows:
+        logger.warning(
+            "%s holds %d metrics rows of a run that left no checkpoint: starting afresh, "
+            "they are removed", metrics_file, len(old_rows),
+        )  # fmt: skip
+        truncate_metrics(metrics_file, 0)
     # torchrun/accelerate on CPUs only: without cpu=True every process would train on its own
     cpu_only = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     accelerator = Accelerator(
@@ -147,17 +127,18 @@ def setup(
         log_with="tensorboard" if cfg.log.tensorboard else None,
         project_dir=str(out),
     )
-    p, world = cfg.ppo, accelerator.num_processes
-    if p.episodes_per_batch % world or p.minibatch_size % (world * p.micro_batch_size):
-        raise ValueError(
-            f"with {world} processes, episodes_per_batch ({p.episodes_per_batch}) and "
-            f"minibatch_size ({p.minibatch_size}) must be multiples of {world} x micro_batch_size"
-        )
-    local_minibatch = p.minibatch_size // world
-    accelerator.gradient_accumulation_steps = local_minibatch // p.micro_batch_size
+    p = cfg.ppo
+    geometry = p.per_process(accelerator.num_processes)  # ValueError naming the flag to change
+    if geometry.micro_batch != p.micro_batch_size:
+        logger.info(
+            "%d processes: %d episodes per minibatch each, micro-batch %d (not %d)",
+            accelerator.num_processes, geometry.minibatch, geometry.micro_batch, p.micro_batch_size,
+        )  # fmt: skip
+    accelerator.gradient_accumulation_steps = geometry.grad_accum_steps
     if accelerator.distributed_type == DistributedType.DEEPSPEED:  # no dataloader tells it
         ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
-        ds_config["train_micro_batch_size_per_gpu"] = p.micro_batch_size
+        ds_config["train_micro_batch_size_per_gpu"] = geometry.micro_batch
+        ds_config["gradient_accumulation_steps"] = geometry.grad_accum_steps
 
     torch.manual_seed(cfg.log.seed)  # the same LoRA initialisation on every process
     model, tokenizer, _ = build_policy_value_model(cfg.model, cfg.lora, device=accelerator.device)
@@ -183,7 +164,7 @@ def setup(
         tokenizer=tokenizer,
         envs=[
             gym.make(cfg.env.env_id, **cfg.env.make_kwargs())
-            for _ in range(min(cfg.rollout.generation_batch_size, p.episodes_per_batch // world))
+            for _ in range(min(cfg.rollout.generation_batch_size, geometry.episodes))
         ],
         stop_ids=stop_ids,
         sampler=torch.Generator(device=accelerator.device).manual_seed(cfg.log.seed * 7919 + rank),
@@ -191,8 +172,9 @@ def setup(
         kl_ctl=AdaptiveKLController(
             p.kl_coef, p.target_kl if p.adaptive_kl else None, p.kl_horizon
         ),
-        local_episodes=p.episodes_per_batch // world,
-        local_minibatch=local_minibatch,
+        local_episodes=geometry.episodes,
+        local_minibatch=geometry.minibatch,
+        micro_batch=geometry.micro_batch,
         reward_fn=reward_fn,
     )
     if folder is not None:
@@ -202,23 +184,27 @@ def setup(
         state.update, state.kl_ctl.value = int(saved["update"]), float(saved["kl_coef"])
         logger.info("resumed from %s after update %d", folder, state.update)
         if accelerator.is_main_process:
-            truncate_metrics(out / "metrics.jsonl", state.update)
+            truncate_metrics(metrics_file, state.update)
     return state
 
 
-@torch.no_grad()
-def _score(model: Any, batch: Batch, chunk: int, temperature: float) -> tuple[torch.Tensor, ...]:
-    """``(logprobs, values, entropy)``, each (B, T), in no-grad chunks of similar lengths."""
-    outs = [torch.zeros(batch.input_ids.shape, device=batch.input_ids.device) for _ in range(3)]
-    order = torch.argsort(batch.attention_mask.sum(1))
-    for start in range(0, len(order), chunk):
-        idx = order[start : start + chunk]
-        ids, attn, mask = _rows(
-            [batch.input_ids, batch.attention_mask, batch.policy_mask], batch.attention_mask, idx
-        )
-        for out, part in zip(outs, model(ids, attn, mask, temperature=temperature), strict=True):
-            out[idx, : ids.shape[1]] = part.float()
-    return tuple(outs)
+_PHASES = ("rollout", "scoring", "update")
+
+
+def _peak_memory_gib(device: torch.device) -> float:
+    """Peak GPU memory allocated on ``device`` since the last call, in GiB (0 on a CPU)."""
+    if device.type != "cuda":
+        return 0.0
+    peak = torch.cuda.max_memory_allocated(device) / 2**30
+    torch.cuda.reset_peak_memory_stats(device)
+    return peak
+
+
+def _sum_over_processes(acc: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """A sum over all processes (None with one process)."""
+    if acc.num_processes == 1:
+        return None
+    return lambda t: acc.reduce(t, reduction="sum")
 
 
 def ppo_iteration(state: TrainState) -> dict[str, float]:
@@ -226,6 +212,7 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
     cfg, acc, model = state.cfg, state.accelerator, state.model
     p, r = cfg.ppo, cfg.rollout
     started = time.perf_counter()
+    peaks = [_peak_memory_gib(acc.device)]  # resets the peak; then one per phase
 
     # 1. rollout: whole episodes, one token sequence each, policy tokens masked
     model.eval()
@@ -245,52 +232,79 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
     batch = Batch.collate(episodes, state.tokenizer.pad_token_id, acc.device)  # (B, T)
     mask = batch.policy_mask  # (B, T)
     rolled_out = time.perf_counter()
+    peaks.append(_peak_memory_gib(acc.device))
 
-    # 2. score: log-probs and values with the adapter on, reference log-probs with it off
-    logprobs, values, entropy = _score(model, batch, r.forward_batch_size, r.temperature)
+    # 2. score: log-probs and values with the adapter on, reference log-probs with it off, in
+    #    the micro-batches (and the train mode) of the first epoch's pass, so its ratio is 1
+    orders = [
+        torch.randperm(state.local_episodes, generator=state.shuffler) for _ in range(p.ppo_epochs)
+    ]
+    micro = [
+        [o[i : i + state.micro_batch].to(acc.device) for i in range(0, len(o), state.micro_batch)]
+        for o in orders
+    ]
+    model.train()
+    logprobs, values, entropy = score(model, batch, micro[0], r.temperature)
     with state.policy.adapter_disabled():
-        ref_logprobs, _, _ = _score(model, batch, r.forward_batch_size, r.temperature)
+        ref_logprobs, _, _ = score(model, batch, micro[0], r.temperature)
+    known = mask & torch.isfinite(batch.sample_logprobs)
+    logprob_gap = masked_mean((logprobs - batch.sample_logprobs).abs(), known)  # sampler-scorer
 
     # 3. per-token rewards: -beta * KL on every policy token, env reward on each reply's last
     beta = state.kl_ctl.value
     rewards, kl = token_rewards(batch.env_rewards, logprobs, ref_logprobs, mask, beta)  # (B, T)
 
-    # 4. advantages: GAE over the policy tokens (env tokens skipped), whitened over the batch
+    # 4. advantages: GAE over the policy tokens (env tokens skipped), whitened over the whole
+    #    batch (statistics summed over all processes)
     advantages, returns = compute_gae(rewards, values, mask, p.gamma, p.lam)  # (B, T)
     if p.whiten_advantages:
-        advantages = masked_whiten(advantages, mask)
+        advantages = masked_whiten(advantages, mask, all_reduce=_sum_over_processes(acc))
 
-    # 5. K epochs of minibatch updates: clipped policy and value losses, entropy bonus,
-    #    gradient accumulation over micro-batches, grad-norm clipping
+    # 5. K epochs of minibatch updates: clipped policy and value losses, entropy bonus, each a
+    #    token mean over the whole minibatch (gradient accumulation over its micro-batches),
+    #    actor and critic gradient norms clipped separately
     scored = time.perf_counter()
-    model.train()
+    peaks.append(_peak_memory_gib(acc.device))
     stats: dict[str, list[float]] = defaultdict(list)
     tensors = [batch.input_ids, batch.attention_mask, mask, logprobs, values, advantages, returns]
-    for _epoch in range(p.ppo_epochs):
-        order = torch.randperm(state.local_episodes, generator=state.shuffler)
-        for start in range(0, state.local_episodes, p.micro_batch_size):
-            idx = order[start : start + p.micro_batch_size].to(acc.device)
-            ids, attn, m, old_logp, old_v, adv, ret = _rows(tensors, batch.attention_mask, idx)
+    per_minibatch = state.local_minibatch // state.micro_batch
+    for epoch in range(p.ppo_epochs):
+        # policy tokens of each minibatch over all processes -> each micro-batch's normaliser
+        counts = torch.stack(
+            [mask[torch.cat(micro[epoch][j : j + per_minibatch])].sum() for j in
+             range(0, len(micro[epoch]), per_minibatch)]
+        ).float()  # fmt: skip
+        counts = acc.reduce(counts, reduction="sum") / (acc.num_processes * per_minibatch)
+        for k, idx in enumerate(micro[epoch]):
+            ids, attn, m, old_logp, old_v, adv, ret = rows(tensors, batch.attention_mask, idx)
             with acc.accumulate(model):
                 new_logp, new_v, new_entropy = model(  # (b, t) each
                     ids, attn, m, temperature=r.temperature, entropy_grad=p.ent_coef > 0
                 )
                 out = ppo_losses(
                     new_logp, old_logp, new_v, old_v, adv, ret, new_entropy, m,
-                    clip_ratio=p.clip_ratio, clip_value=p.clip_value,
-                    vf_coef=p.vf_coef, ent_coef=p.ent_coef,
+                    clip_ratio=p.clip_ratio, clip_value=p.clip_value, vf_coef=p.vf_coef,
+                    ent_coef=p.ent_coef, max_log_ratio=p.max_log_ratio,
+                    dual_clip=p.dual_clip or None, token_count=counts[k // per_minibatch],
                 )  # fmt: skip
+                if epoch == 0 and k == 0:  # before any optimizer step: the ratio must be 1
+                    dev = torch.where(m, (new_logp - old_logp).abs(), torch.zeros_like(new_logp))
+                    stats["losses/first_log_ratio_max"].append(float(dev.max().detach()))
                 acc.backward(out.loss)
                 if acc.sync_gradients:
-                    norm = acc.clip_grad_norm_(state.trainable, p.max_grad_norm)
-                    if norm is not None:
-                        stats["losses/grad_norm"].append(float(norm))
+                    norms = clip_gradients(
+                        acc, state.policy, p.max_grad_norm, p.max_grad_norm_critic
+                    )
+                    stats["losses/grad_norm_actor"].append(norms[0])
+                    stats["losses/grad_norm_critic"].append(norms[1])
                 state.optimizer.step()
                 state.optimizer.zero_grad()
             for name in ("policy", "value", "entropy", "approx_kl", "clipfrac", "value_clipfrac"):
                 stats[f"losses/{name}"].append(float(getattr(out, name).detach()))
     model.eval()
     finished = time.perf_counter()
+    peaks.append(_peak_memory_gib(acc.device))
+    on_gpu = acc.device.type == "cuda"  # peak memory per phase (GiB): GPUs only
 
     # 6. metrics (averaged over processes), then adapt beta
     replies = sum(len(e.replies) for e in episodes)
@@ -301,10 +315,12 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
         },
         "objective/kl": float(kl.sum(1).mean()),
         "objective/kl_coef": beta,
+        "objective/kl_penalty": float(beta * kl.sum(1).mean()),
         "objective/reward": float(rewards.sum(1).mean()),
         "objective/entropy": float(masked_mean(entropy, mask)),
         **{k: float(np.mean(v)) for k, v in stats.items()},
         "losses/explained_variance": explained_variance(values, returns, mask),
+        "rollout/logprob_gap": float(logprob_gap),
         "rollout/episode_tokens": float(batch.attention_mask.sum(1).float().mean()),
         "rollout/policy_tokens": float(mask.sum(1).float().mean()),
         "rollout/noncanonical_turns": sum(e.noncanonical_turns for e in episodes) / max(replies, 1),
@@ -314,6 +330,7 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
         "charts/rollout_s": rolled_out - started,
         "charts/update_s": finished - scored,
         "charts/iteration_s": finished - started,
+        **{f"memory/{k}_gib": g for k, g in zip(_PHASES, peaks[1:], strict=True) if on_gpu},
     }
     values_t = torch.tensor(list(local.values()), dtype=torch.float64, device=acc.device)
     reduced = acc.reduce(values_t, reduction="mean").tolist()
@@ -325,41 +342,20 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
     return metrics
 
 
-def save_checkpoint(state: TrainState) -> Path:
-    """Write adapter, value head, optimizer, RNG states and step; atomically (see
-    :mod:`agents.ppo.checkpoint`). Every process calls it."""
-    from accelerate.utils import DistributedType
-
-    acc, cfg = state.accelerator, state.cfg
-    out = Path(cfg.log.output_dir)
-    final = ckpt.checkpoint_dir(out, state.update)
-    tmp = final.parent / f".tmp-{final.name}"
-    if acc.is_main_process:
-        ckpt.begin(out, state.update)
-    acc.wait_for_everyone()
-    sharded = acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
-    gathered = acc.get_state_dict(state.model) if sharded else None  # collective
-    if acc.is_main_process:
-        ckpt.save_policy(
-            state.policy,
-            tmp,
-            tokenizer=state.tokenizer,
-            base_model=cfg.model.model,
-            extra={"update": state.update, "config": cfg.to_dict()},
-            state_dict=gathered,
-        )
-    trainer_state = {
-        "optimizer": state.optimizer.state_dict(),
-        "rng": ckpt.capture_rng(state.generators()),
-        "update": state.update,
-        "kl_coef": state.kl_ctl.value,
-    }
-    torch.save(trainer_state, ckpt.trainer_state_file(tmp, acc.process_index))
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        ckpt.commit(tmp, final, cfg.log.keep_checkpoints)
-    acc.wait_for_everyone()
-    return final
+def clip_gradients(
+    accelerator: Any, model: PolicyValueModel, max_actor: float, max_critic: float
+) -> tuple[float, float]:
+    """Clip the actor's (LoRA) and the critic's (value head) gradient norms separately, so a
+    large value-loss gradient cannot shrink the policy's step; returns both norms before
+    clipping. Under FSDP, accelerate clips all parameters as one group (its limitation)."""
+    norms = []
+    for params, limit in (
+        (model.actor_parameters(), max_actor),
+        (model.critic_parameters(), max_critic),
+    ):
+        norm = accelerator.clip_grad_norm_(params, limit)
+        norms.append(float(norm) if norm is not None else math.nan)
+    return norms[0], norms[1]
 
 
 @dataclass
@@ -432,7 +428,7 @@ def train(
                     tok_s=f"{metrics['charts/tokens_per_s']:.0f}",
                 )
                 if state.update % cfg.log.save_every == 0 or state.update == cfg.log.updates:
-                    last = save_checkpoint(state)
+                    last = ckpt.save_checkpoint(state)
         finally:
             bar.close()
             acc.end_training()

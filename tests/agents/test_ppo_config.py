@@ -19,18 +19,28 @@ from clarify_gym.errors import ClarifyGymError
 CONFIGS = Path(__file__).resolve().parents[2] / "agents" / "ppo" / "accelerate_configs"
 
 
-def test_qwen_preset_has_the_papers_hyper_parameters():
-    cfg = preset("qwen2.5-7b")
+@pytest.mark.parametrize("name", ["paper", "qwen2.5-7b"])
+def test_paper_presets_have_the_papers_and_verls_values(name):
+    cfg = preset(name)
     assert cfg.model.model == "Qwen/Qwen2.5-7B-Instruct" and cfg.model.dtype == "bfloat16"
     assert cfg.model.gradient_checkpointing and cfg.log.mixed_precision == "bf16"
-    p = cfg.ppo
+    p, e = cfg.ppo, cfg.env
+    # the paper's
     assert (p.episodes_per_batch, p.minibatch_size, p.clip_ratio, p.max_grad_norm) == (
-        256,
-        16,
-        0.2,
-        1.0,
-    )
-    assert (p.lr_actor, p.lr_critic, cfg.env.max_questions) == (2e-5, 1e-4, 5)
+        256, 16, 0.2, 1.0
+    )  # fmt: skip
+    assert (e.env_id, e.max_questions, p.lr_critic) == ("ProactiveGatherPaper-v0", 5, 1e-4)
+    # verl's defaults (the paper does not report them)
+    assert (p.gamma, p.lam, p.clip_value, p.kl_coef, p.adaptive_kl) == (1.0, 1.0, 0.5, 1e-3, False)
+    assert (cfg.rollout.temperature, p.ppo_epochs, p.ent_coef) == (1.0, 1, 0.0)
+    assert (p.dual_clip, p.weight_decay, p.max_grad_norm_critic) == (3.0, 0.01, 1.0)
+    # ours: LoRA instead of a full fine-tune, so ~10x the paper's 2e-5
+    assert p.lr_actor == 1e-4 and cfg.lora.lora_dropout == 0
+
+
+def test_lora_dropout_is_refused():
+    with pytest.raises(ValueError, match="lora_dropout must be 0"):
+        preset("tiny").replace(lora_dropout=0.05)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS), ids=short_id)
@@ -61,6 +71,8 @@ def test_every_setting_has_a_one_line_docstring_and_a_unique_flag():
         ({"max_new_tokens": 64, "max_episode_tokens": 32}, "max_episode_tokens"),
         ({"lora_targets": " , "}, "lora_targets"),
         ({"no_such_setting": 1}, "unknown setting"),
+        ({"dual_clip": 0.5}, "dual_clip"),
+        ({"max_grad_norm_critic": 0.0}, "max_grad_norm_critic"),
     ],
     ids=short_id,
 )
@@ -114,8 +126,8 @@ def test_accelerate_config_files_load(name):
         assert (
             config.deepspeed_config["gradient_clipping"] == preset("qwen2.5-7b").ppo.max_grad_norm
         )
-    if name == "fsdp":  # frozen base and trainable LoRA weights share each wrapped layer
-        assert config.fsdp_config["fsdp_use_orig_params"] is True
+    if name == "fsdp":  # FSDP2 shards per parameter: bf16 base and fp32 LoRA share a layer
+        assert config.fsdp_config["fsdp_version"] == 2
 
 
 def test_memory_budget_document_is_what_the_script_computes():

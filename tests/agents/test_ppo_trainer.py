@@ -32,8 +32,15 @@ def test_first_update_has_zero_kl_and_finite_losses(one_update):
     _, result = one_update
     (row,) = result.history
     assert row["objective/kl"] == 0.0  # LoRA starts as the identity
-    for key in ("losses/policy", "losses/value", "losses/approx_kl", "losses/grad_norm"):
+    for key in (
+        "losses/policy",
+        "losses/value",
+        "losses/approx_kl",
+        "losses/grad_norm_actor",
+        "losses/grad_norm_critic",
+    ):
         assert math.isfinite(row[key])
+    assert row["losses/first_log_ratio_max"] == 0.0  # scored in the first pass's shapes
     assert row["losses/value"] > 0 and row["charts/tokens_per_s"] > 0
     assert 0 <= row["env/hidden_coverage"] <= 1 and row["env/questions"] >= 1
 

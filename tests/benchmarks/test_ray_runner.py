@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+# Every Ray process of these tests stays on 127.0.0.1 (read when ray is first imported).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray", reason='Ray is an optional extra: pip install "clarify-gym[ray]"')
 
 from helpers import KILLED_RUN_AGENTS, kill_bench_mid_run  # noqa: E402

@@ -1,0 +1,77 @@
+"""The learning benchmark end to end on the tiny model: files, summary, resume, refusal, adapter."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from ppo_helpers import one_thread
+
+from agents.ppo.checkpoint import load_trained_policy
+from benchmarks import learn_ppo
+
+
+def _argv(tmp_path, **overrides):
+    flags = {
+        "model": "tiny", "updates": 2, "episodes-per-batch": 4, "minibatch-size": 2,
+        "micro-batch-size": 2, "ppo-epochs": 1, "max-questions": 2, "max-new-tokens": 8,
+        "seeds": "0,1", "rewards": "new-info,paper", "eval-tasks": 3, "save-every": 1,
+        "dtype": "float32", "runs-dir": tmp_path / "runs", "results-dir": tmp_path / "results",
+    }  # fmt: skip
+    flags.update(overrides)
+    return [x for k, v in flags.items() for x in (f"--{k}", str(v))] + ["--no-plot"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("learn_ppo")
+    with one_thread():
+        assert learn_ppo.main(_argv(tmp)) == 0
+    return tmp
+
+
+def test_writes_episodes_summary_metrics_and_adapters(finished, capsys):
+    out = finished / "results" / "learn_ppo"
+    rows = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    agents = sorted({r["agent"] for r in rows})
+    assert agents == ["frozen:new-info", "frozen:paper", "ppo:new-info:seed0",
+                      "ppo:new-info:seed1", "ppo:paper:seed0", "ppo:paper:seed1"]  # fmt: skip
+    assert len(rows) == 6 * 3  # 3 test tasks x 1 eval seed each
+    report = json.loads((finished / "results" / "learn_ppo.json").read_text())
+    for reward in ("new-info", "paper"):
+        part = report["rewards"][reward]
+        assert part["test_tasks"] == 3 and part["paired_diff_hidden_coverage"]["n"] == 3
+        assert set(part["seeds"]) == {"0", "1"} and part["seeds"]["0"]["updates"] == 2
+        assert 0 <= part["trained"]["env/hidden_coverage"] <= 1
+        assert set(part["targets"]) == {"ci_excludes_0", "coverage_ge_0.22", "wall_le_60min"}
+        for seed in (0, 1):
+            metrics = (out / f"{reward}-seed{seed}" / "metrics.jsonl").read_text().splitlines()
+            assert [json.loads(m)["update"] for m in metrics] == [1, 2]
+    adapter = out / "paper-seed1" / "adapter"
+    assert not list(adapter.glob("trainer_state*"))  # no optimizer state exported
+    policy, tokenizer, meta = load_trained_policy(adapter)
+    assert meta["update"] == 2
+    with torch.no_grad():
+        ids = torch.tensor([tokenizer("Which sections?")["input_ids"]])
+        assert policy(input_ids=ids).logits.shape[-1] == len(tokenizer)
+
+
+def test_the_frozen_control_is_the_same_for_every_training_seed(finished):
+    out = finished / "results" / "learn_ppo"
+    rows = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    frozen = [r for r in rows if r["agent"] == "frozen:paper"]
+    assert len(frozen) == 3 and len({(r["task_id"], r["seed"]) for r in frozen}) == 3
+
+
+def test_rerun_resumes_without_redoing_and_other_settings_are_refused(finished, capsys):
+    episodes = finished / "results" / "learn_ppo" / "episodes.jsonl"
+    before = episodes.read_text()
+    with one_thread():
+        assert learn_ppo.main(_argv(finished)) == 0
+    assert episodes.read_text() == before  # everything was done: nothing re-evaluated
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(last)["benchmark"] == "learn_ppo"
+    assert learn_ppo.main(_argv(finished, updates=3)) == 2
+    assert "updates: 2 in the run folder, 3 now" in capsys.readouterr().err
+    assert learn_ppo.main(_argv(finished, rewards="binary")) == 2
