@@ -36,6 +36,7 @@ from typing import Any
 from agents.base import STOP, Agent
 from agents.prompts import SYSTEM_PROMPT, observation_to_messages, parse_reply
 from clarify_gym.llm import Completion, LLMClient, Usage
+from clarify_gym.llm.schemas import AGENT_MAX_TOKENS
 from clarify_gym.masking import MaskedTask
 
 __all__ = ["ChatAgent", "budget_spent", "make_chat_agent"]
@@ -64,7 +65,8 @@ class ChatAgent(Agent):
         api_key: API key (``None``: from the environment; local servers need none).
         client: An :class:`~clarify_gym.llm.LLMClient` to use instead of building one.
         temperature: Sampling temperature (0: greedy, the same reply every time).
-        max_tokens: Most tokens per reply (room for a thinking block and one question).
+        max_tokens: Most tokens per reply (``None``: ``CLARIFY_GYM_AGENT_MAX_TOKENS`` /
+            ``CLARIFY_GYM_LLM_MAX_TOKENS``, then 512: room for a thinking block and a question).
         system_prompt: The system message (the shared :data:`agents.prompts.SYSTEM_PROMPT`).
         **config: Other :class:`~clarify_gym.llm.LLMConfig` fields (``timeout``,
             ``max_retries``, ``max_concurrency``, ``cache`` ...).
@@ -78,7 +80,7 @@ class ChatAgent(Agent):
         api_key: str | None = None,
         client: LLMClient | None = None,
         temperature: float = 0.0,
-        max_tokens: int = 512,
+        max_tokens: int | None = None,
         system_prompt: str = SYSTEM_PROMPT,
         **config: Any,
     ) -> None:
@@ -131,9 +133,17 @@ class ChatAgent(Agent):
         """The chat sent to the model for ``observation``."""
         return observation_to_messages(observation, system_prompt=self.system_prompt)
 
+    def describe(self) -> dict[str, Any]:
+        """What ``metadata.json`` records: the resolved model (asked of ``/v1/models`` when not
+        set), the one the server reported, base URL, sampling settings and limits (no key)."""
+        info = self.client.describe()
+        info["max_tokens"] = info.get("max_tokens") or AGENT_MAX_TOKENS
+        return info
+
     def _params(self) -> dict[str, Any]:
         sampling = self.client.config.temperature > 0 and self.seed is not None
-        return {"seed": self.seed} if sampling else {}
+        params: dict[str, Any] = {"default_max_tokens": AGENT_MAX_TOKENS}
+        return {**params, "seed": self.seed} if sampling else params
 
     def _record(self, completion: Completion) -> str:
         with self._lock:

@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from clarify_gym.errors import ClarifyGymError
+
 __all__ = [
     "MAX_EARLY_FAILURES",
+    "AgentGaveUp",
     "Episode",
     "Failures",
     "episode_row",
@@ -91,6 +94,9 @@ def episode_row(
         "cited_ids": [list(t.cited_ids) for t in turns],
         "new_hidden_ids": [list(t.new_hidden_ids) for t in turns],
         "invalid": [t.invalid for t in turns],
+        "user_errors": [t.user_error for t in turns],
+        "judge_error": info.get("judge_error"),
+        **{k: v for k, v in info.items() if k.startswith("llm/")},
         "outline": info["outline"],
         "checklist_met": list(info["checklist_met"]),
         "elapsed_s": round(elapsed, 4),
@@ -115,14 +121,22 @@ def run_episode(episode: Episode, env: Any, agent: Any) -> dict[str, Any]:
             return episode_row(episode, env, info, terminated, time.perf_counter() - start)
 
 
+class AgentGaveUp(ClarifyGymError, RuntimeError):
+    """An agent failed its first :data:`MAX_EARLY_FAILURES` episodes; the run moves on without it."""
+
+
 class Failures:
-    """Counts failed episodes; gives up on an agent that fails its first few episodes."""
+    """Counts failed episodes (in total and per agent); gives up on an agent that fails its
+    first few episodes (:class:`AgentGaveUp`)."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.by_agent: dict[str, int] = {}
         self.first: str | None = None
         self.succeeded: set[str] = set()
         self.early: dict[str, int] = {}
+        self.traced = False
+        self.first_by_agent: dict[str, str] = {}
 
     def success(self, agent: str) -> None:
         self.succeeded.add(agent)
@@ -143,16 +157,23 @@ class Failures:
         emit(row)
 
     def failure(self, episode: Episode, exc: BaseException) -> None:
+        """Count and log (one line) a failed episode. A traceback is logged only for the first
+        failure that is not a :class:`~clarify_gym.errors.ClarifyGymError` (a bug, not an
+        endpoint or input problem)."""
         self.count += 1
+        self.by_agent[episode.agent] = self.by_agent.get(episode.agent, 0) + 1
         message = f"{episode.agent} on {episode.task_id} (seed {episode.seed}): {type(exc).__name__}: {exc}"
         self.first = self.first or message
-        logger.error("episode failed: %s", message, exc_info=self.count <= 3)
+        self.first_by_agent.setdefault(episode.agent, message)
+        bug = not isinstance(exc, ClarifyGymError) and not self.traced
+        self.traced = self.traced or bug
+        logger.error("episode failed: %s", message, exc_info=bug)
         if episode.agent not in self.succeeded:
             self.early[episode.agent] = self.early.get(episode.agent, 0) + 1
             if self.early[episode.agent] >= MAX_EARLY_FAILURES:
-                raise RuntimeError(
+                raise AgentGaveUp(
                     f"agent {episode.agent!r} failed its first {MAX_EARLY_FAILURES} episodes; "
-                    f"giving up (first error: {self.first})"
+                    f"giving up on it (first error: {self.first_by_agent[episode.agent]})"
                 ) from exc
 
 

@@ -75,6 +75,10 @@ class BenchConfig:
     """Constructor keyword arguments per agent spec (or per kind, e.g. {"hf": {"max_new_tokens": 32}})."""
     threads: int | None = None
     """torch CPU threads for local models (None: torch's default). On a busy machine 1 is often fastest."""
+    ray: str | None = None
+    """Run episodes on Ray: "local" starts a local cluster, anything else is an address to join (None: threads here)."""
+    ray_actors: int | None = None
+    """Ray actors per agent (None: one per CPU of the cluster, at most --concurrency)."""
     plots: bool = True
     """Save the PNG plots."""
     progress: bool = True
@@ -155,7 +159,14 @@ def evaluate(cfg: BenchConfig) -> Path:
 
     import clarify_gym
     from agents.registry import make_agent
-    from benchmarks.episodes import Failures, plan_episodes, run_batched, run_unbatched
+    from benchmarks.episodes import (
+        AgentGaveUp,
+        Failures,
+        plan_episodes,
+        run_batched,
+        run_unbatched,
+    )
+    from benchmarks.ray_runner import agent_metadata, require_ray
     from benchmarks.runfiles import (
         METADATA,
         RESULTS,
@@ -171,6 +182,8 @@ def evaluate(cfg: BenchConfig) -> Path:
         write_json_atomic,
     )
 
+    if cfg.ray:
+        require_ray(loopback=cfg.ray in ("", "local"))  # before the run folder is touched
     folder = Path(cfg.out or _default_out())
     tasks = clarify_gym.load_tasks(cfg.tasks, split=cfg.split)
     if not tasks:
@@ -235,6 +248,14 @@ def evaluate(cfg: BenchConfig) -> Path:
     if done:
         logger.info("resuming: %d episodes done, %d to go", len(done), len(plan))
     failures = Failures()
+    if plan:
+        env = make_env()
+        try:
+            metadata["env"]["parts"] = env.unwrapped.describe_parts()
+        finally:
+            env.close()
+        write_json_atomic(folder / METADATA, metadata)
+    gave_up: list[str] = []
     bar = tqdm(
         total=len(plan),
         desc="episodes",
@@ -243,6 +264,12 @@ def evaluate(cfg: BenchConfig) -> Path:
         file=sys.stderr,
         dynamic_ncols=True,
     )
+    runner = None
+    if cfg.ray and plan:
+        from benchmarks.ray_runner import RayRunner
+
+        runner = RayRunner(None if cfg.ray == "local" else cfg.ray, actors=cfg.ray_actors)
+        metadata["ray"] = {"address": cfg.ray, "cpus": runner.cpus, "actors": cfg.ray_actors}
     with ResultsWriter(folder / RESULTS) as writer:
 
         def emit(row: dict[str, Any]) -> None:
@@ -255,36 +282,44 @@ def evaluate(cfg: BenchConfig) -> Path:
                 continue
             bar.set_postfix_str(spec_text)
             kwargs = cfg.kwargs_for(spec_text)
-            agent = make_agent(spec_text, **kwargs)
-            metadata["agents"][spec_text] = {
-                "class": f"{type(agent).__module__}.{type(agent).__qualname__}",
-                "privileged": agent.privileged,
-                "batched": agent.batched,
-                "kwargs": kwargs,
-                **agent.describe(),
-            }
-            write_json_atomic(folder / METADATA, metadata)
-            if agent.batched:
-                run_batched(episodes, agent, make_env, cfg.batch_size, emit)
-            else:
-                run_unbatched(
-                    episodes,
-                    agent,
-                    lambda s=spec_text, k=kwargs: make_agent(s, **k),
-                    make_env,
-                    cfg.concurrency,
-                    emit,
-                    failures,
-                )
-            del agent
+
+            def record(meta: dict[str, Any], spec_text: str = spec_text) -> None:
+                metadata["agents"][spec_text] = meta
+                write_json_atomic(folder / METADATA, metadata)
+
+            try:
+                if runner is not None:
+                    runner.run_agent(
+                        spec_text, kwargs, episodes, cfg, tasks, emit, failures, record
+                    )
+                    continue
+                agent = make_agent(spec_text, **kwargs)
+                record(agent_metadata(agent, kwargs))
+                if agent.batched:
+                    run_batched(episodes, agent, make_env, cfg.batch_size, emit)
+                else:
+                    run_unbatched(
+                        episodes,
+                        agent,
+                        lambda s=spec_text, k=kwargs: make_agent(s, **k),
+                        make_env,
+                        cfg.concurrency,
+                        emit,
+                        failures,
+                    )
+            except AgentGaveUp as exc:
+                logger.error("%s", exc)
+                gave_up.append(str(exc))
+            if runner is None:
+                metadata["agents"][spec_text].update(agent.describe())  # with the served model
+                del agent
     bar.close()
-    summarize_run(folder, plots=cfg.plots)
-    if failures.count:
-        print(
-            f"{failures.count} episode(s) failed and were not recorded (first: {failures.first}); "
-            f"run again with --resume --out {folder} to retry them",
-            file=sys.stderr,
-        )
+    if runner is not None:
+        runner.close()
+    metadata["failed_episodes"] = failures.by_agent
+    metadata["gave_up"] = gave_up
+    if read_results(folder / RESULTS):
+        summarize_run(folder, plots=cfg.plots)
     metadata["finished"] = now_iso() if not failures.count else None
     write_json_atomic(folder / METADATA, metadata)
     return folder
@@ -293,14 +328,16 @@ def evaluate(cfg: BenchConfig) -> Path:
 def summarize_run(folder: Path, *, plots: bool = True, echo: bool = True) -> str:
     """Rebuild ``summary.md`` (and the plots) from ``folder/results.jsonl``; return the table."""
     from benchmarks.runfiles import RESULTS, RunFilesError, read_metadata, read_results
-    from benchmarks.summary import plot_run, summarize, summary_markdown
+    from benchmarks.summary import errors_markdown, plot_run, summarize, summary_markdown
 
     rows = read_results(folder / RESULTS)
     if not rows:
         raise RunFilesError(f"{folder / RESULTS} has no episodes to summarise")
     metadata = read_metadata(folder) or {}
     agents = metadata.get("settings", {}).get("agents")
-    table = summary_markdown(summarize(rows, agents))
+    summaries = summarize(rows, agents)
+    table = summary_markdown(summaries)
+    errors = errors_markdown(summaries, metadata.get("failed_episodes"))
     env = metadata.get("env", {}).get("id", "?")
     source = metadata.get("task_source", {})
     note = (
@@ -310,10 +347,10 @@ def summarize_run(folder: Path, *, plots: bool = True, echo: bool = True) -> str
         "a task). The oracle reads the hidden task: an upper bound, not a baseline."
     )
     (folder / "summary.md").write_text(
-        f"# Benchmark summary\n\n{note}\n\n{table}\n", encoding="utf-8"
+        f"# Benchmark summary\n\n{note}\n\n{table}\n\n{errors}\n", encoding="utf-8"
     )
     if echo:
-        print(f"\n{table}\n\n{note}")
+        print(f"\n{table}\n\n{note}\n{errors}")
     if plots:
         try:
             paths = plot_run(rows, folder, agents)
@@ -406,6 +443,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default={},
         help='JSON: agent spec or kind -> constructor kwargs, e.g. \'{"hf": {"max_new_tokens": 32}}\'',
     )
+    from benchmarks.ray_runner import add_ray_arguments
+
+    add_ray_arguments(parser)
     parser.add_argument("--no-plots", action="store_true", help="do not save PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -439,6 +479,8 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         batch_size=args.batch_size,
         threads=args.threads,
+        ray=args.ray,
+        ray_actors=args.ray_actors,
         env_id=args.env_id,
         env_kwargs=args.env_kwargs,
         agent_kwargs=args.agent_kwargs,
@@ -450,4 +492,10 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     folder = evaluate(cfg)
     print(f"results: {folder / 'results.jsonl'}")
+    from benchmarks.summary import run_problems
+
+    problems = run_problems(folder)
+    if problems:
+        print(f"clarify-gym bench: error: {problems}", file=sys.stderr)
+        return 3
     return 0

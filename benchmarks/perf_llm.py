@@ -2,8 +2,10 @@
 with 200 ms latency per request, at concurrency 1, 4, 16 and 32. Prints JSON and saves it to
 ``benchmarks/results/perf_llm.json``.
 
-Run: ``python -m benchmarks.perf_llm [--latency 0.2] [--waves 3]``. Target (issue 4): speed-up
-over concurrency 1 of at least 0.8 * N up to N = 32.
+Run: ``python -m benchmarks.perf_llm [--latency 0.2] [--waves 3] [--ray 32]``. Target (issue 4):
+speed-up over concurrency 1 of at least 0.8 * N up to N = 32; with ``--ray N`` the same episodes
+also run on Ray actors of a local cluster (issue 15: speed-up at N = 32 over the one-thread rate
+at least 0.8 * N), stored under ``"ray"``.
 
 An episode is the paper's whole pipeline over HTTP: ``ProactiveGather-LLM-v0`` (LLM user oracle,
 LLM writer, LLM checklist judge) played by a :class:`~agents.chat.ChatAgent`, five questions
@@ -83,6 +85,47 @@ def run_episodes(concurrency: int, waves: int, seed0: int) -> dict[str, Any]:
     }
 
 
+def run_ray_episodes(concurrency: int, waves: int, seed0: int, actors: int) -> dict[str, Any]:
+    """The same episodes on Ray: ``actors`` :class:`~benchmarks.ray_runner.EpisodeActor` actors
+    of ``concurrency / actors`` threads each (built and warmed before the clock starts); the
+    driver submits every episode and collects the rows, as ``clarify-gym bench --ray`` does."""
+    import math
+
+    import clarify_gym
+    from benchmarks.episodes import plan_episodes
+    from benchmarks.ray_runner import RayRunner, require_ray
+
+    ray = require_ray(loopback=True)
+
+    runner = RayRunner(actors=actors)  # a local cluster, given this process's LLM settings
+    try:
+        cls = runner.actor_class(math.ceil(concurrency / actors), actors)
+        tasks = clarify_gym.load_tasks("sample", split="test")
+        env_kwargs = {"max_questions": QUESTIONS_PER_EPISODE}
+        handles = [
+            cls.remote("chat:fake-model", {}, "ProactiveGather-LLM-v0", env_kwargs, tasks)
+            for _ in range(actors)
+        ]
+        ray.get([h.describe.remote() for h in handles])  # agents built, imports done
+        seeds = range(seed0, seed0 + math.ceil(concurrency * waves / len(tasks)))
+        plan = plan_episodes(["chat:fake-model"], [t.id for t in tasks], seeds, concurrency * waves)
+        warm = plan_episodes(["chat:fake-model"], [tasks[0].id], [seed0 - 1], None)[0]
+        ray.get([h.run.remote(warm) for h in handles])  # connection pools, task masks
+        start = time.perf_counter()
+        rows = ray.get([handles[i % actors].run.remote(e) for i, e in enumerate(plan)])
+        seconds = time.perf_counter() - start
+    finally:
+        runner.close()
+    return {
+        "episodes": len(rows),
+        "actors": actors,
+        "threads_per_actor": math.ceil(concurrency / actors),
+        "seconds": round(seconds, 3),
+        "episodes_per_s": round(len(rows) / seconds, 4),
+        "questions": sum(r["env/questions"] for r in rows),
+    }
+
+
 def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
     """The fake server in its own process; returns it and its base URL."""
     proc = subprocess.Popen(
@@ -104,6 +147,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--concurrency", type=int, nargs="+", default=list(CONCURRENCY), help="levels to measure"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to save the JSON")
+    parser.add_argument(
+        "--ray",
+        type=int,
+        nargs="*",
+        default=None,
+        metavar="N",
+        help="also measure these levels on a local Ray cluster (bench --ray), e.g. --ray 32",
+    )
+    parser.add_argument("--ray-actors", type=int, default=2, help="Ray actors (default: 2)")
     args = parser.parse_args(argv)
 
     proc, url = start_server(args.latency)
@@ -114,11 +166,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "CLARIFY_GYM_LLM_API_KEY": "not-needed",
                 "CLARIFY_GYM_LLM_MODEL": "fake-model",
                 "CLARIFY_GYM_LLM_CACHE": "off",
-                "CLARIFY_GYM_LLM_CONCURRENCY": str(max(args.concurrency)),
+                "CLARIFY_GYM_LLM_CONCURRENCY": str(max([*args.concurrency, *(args.ray or [])])),
             }
         )
         run_episodes(1, 1, seed0=10_000)  # warm-up: imports, connection pool, task masks
         by_level = {str(n): run_episodes(n, args.waves, seed0=1000 * n) for n in args.concurrency}
+        by_ray = {
+            str(n): run_ray_episodes(n, args.waves, 1000 * n, min(args.ray_actors, n))
+            for n in args.ray or []
+        }
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -141,6 +197,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "target": "speedup >= 0.8 * N",
         "met": {n: speedup[n] >= 0.8 * int(n) for n in speedup},
     }
+    if by_ray:
+        ray_speedup = {n: round(r["episodes_per_s"] / base, 2) for n, r in by_ray.items()}
+        result["ray"] = {
+            "runner": "Ray actors on a local cluster (benchmarks.ray_runner.EpisodeActor)",
+            "episodes_per_s": {n: r["episodes_per_s"] for n, r in by_ray.items()},
+            "speedup": ray_speedup,
+            "speedup_over": f"threads at concurrency {args.concurrency[0]}",
+            "by_concurrency": by_ray,
+            "met": {n: ray_speedup[n] >= 0.8 * int(n) for n in ray_speedup},
+        }
     write_json_atomic(args.out, result)
     print(json.dumps(result, indent=2))
     return result

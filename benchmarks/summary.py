@@ -24,8 +24,11 @@ __all__ = [
     "METRICS",
     "AgentSummary",
     "coverage_curves",
+    "episode_errored",
+    "errors_markdown",
     "mean_ci",
     "plot_run",
+    "run_problems",
     "summarize",
     "summary_markdown",
     "t_quantile",
@@ -119,6 +122,20 @@ class AgentSummary:
     tasks: int
     #: metric -> (mean over task means, 95 % CI half-width over task means)
     metrics: dict[str, tuple[float, float]]
+    #: Recorded episodes with an LLM error (:func:`episode_errored`): their scores are not real.
+    errored: int = 0
+
+
+def episode_errored(row: dict[str, Any]) -> bool:
+    """Whether a results row records an LLM failure: the judge's (``judge_error``) or the user's
+    on any turn (``user_errors``).
+
+    >>> episode_errored({"judge_error": None, "user_errors": [None, "bad JSON"]})
+    True
+    >>> episode_errored({"judge_error": None, "user_errors": []}), episode_errored({})
+    (False, False)
+    """
+    return bool(row.get("judge_error")) or any(row.get("user_errors") or ())
 
 
 def _agent_order(rows: Sequence[dict[str, Any]], agents: Sequence[str] | None) -> list[str]:
@@ -153,7 +170,8 @@ def summarize(
                 math.fsum(float(r[m]) for r in group) / len(group) for group in by_task.values()
             ]
             metrics[m] = mean_ci(task_means)
-        out.append(AgentSummary(agent, len(mine), len(by_task), metrics))
+        errored = sum(episode_errored(r) for r in mine)
+        out.append(AgentSummary(agent, len(mine), len(by_task), metrics, errored))
     return out
 
 
@@ -180,6 +198,63 @@ def summary_markdown(summaries: Sequence[AgentSummary]) -> str:
         cells = [_cell(*s.metrics[m], 2 if m in counts else 3) for m in METRICS]
         lines.append(f"| {s.agent} | {s.episodes} | {s.tasks} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def errors_markdown(summaries: Sequence[AgentSummary], failed: dict[str, int] | None = None) -> str:
+    """Per agent: recorded episodes with an LLM error (scores not real) and episodes that failed
+    and were not recorded (``failed``, from the run's metadata).
+
+    >>> s = summarize([{"agent": "a", "task_id": "t", "seed": 0, "judge_error": "bad JSON",
+    ...                 **{m: 0.0 for m in METRICS}}])
+    >>> print(errors_markdown(s, {"a": 2}))
+    Errored episodes (an LLM judge or user error; their scores are not real) and failed ones (not recorded): a: 1 errored of 1, 2 failed.
+    """
+    failed = failed or {}
+    cells = [
+        f"{s.agent}: {s.errored} errored of {s.episodes}"
+        + (f", {failed[s.agent]} failed" if failed.get(s.agent) else "")
+        for s in summaries
+    ]
+    cells += [
+        f"{a}: {n} failed" for a, n in failed.items() if n and a not in {s.agent for s in summaries}
+    ]
+    return (
+        "Errored episodes (an LLM judge or user error; their scores are not real) and failed ones "
+        "(not recorded): " + "; ".join(cells) + "."
+    )
+
+
+def run_problems(folder: Path) -> str | None:
+    """What went wrong in a run, as one sentence (``None``: every episode was recorded without
+    an LLM error): episodes that failed and were not recorded, agents given up on, and recorded
+    episodes whose judge or user reported an error (their scores are not real)."""
+    from benchmarks.runfiles import RESULTS, read_metadata, read_results
+
+    metadata = read_metadata(folder) or {}
+    failed = metadata.get("failed_episodes") or {}
+    rows = read_results(folder / RESULTS) if (folder / RESULTS).exists() else []
+    errored: dict[str, int] = {}
+    for row in rows:
+        if episode_errored(row):
+            errored[row["agent"]] = errored.get(row["agent"], 0) + 1
+    parts = []
+    if failed:
+        per = ", ".join(f"{a}: {n}" for a, n in failed.items())
+        parts.append(f"{sum(failed.values())} episode(s) failed and were not recorded ({per})")
+    if metadata.get("gave_up"):
+        parts.append("; ".join(metadata["gave_up"]))
+    if errored:
+        per = ", ".join(f"{a}: {n}" for a, n in errored.items())
+        parts.append(
+            f"{sum(errored.values())} recorded episode(s) have an LLM judge or user error ({per}; "
+            "see judge_error / user_errors in results.jsonl)"
+        )
+    if not parts:
+        return None
+    return (
+        "; ".join(parts)
+        + f". Summary of what finished: {folder / 'summary.md'}; run again with --resume --out {folder} to retry failed episodes"
+    )
 
 
 def coverage_curves(

@@ -46,6 +46,8 @@ class Turn:
     new_hidden_ids: tuple[int, ...] = ()
     reward: float = 0.0
     invalid: str | None = None
+    #: Why the user could not answer (an LLM oracle's unusable reply), else ``None``.
+    user_error: str | None = None
 
 
 @dataclass

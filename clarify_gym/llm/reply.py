@@ -1,6 +1,15 @@
 """What comes back from a chat endpoint: :class:`Completion`, :class:`Usage`, and JSON replies
-(:func:`parse_json_reply`, and :func:`json_exchange`, the one-repair protocol behind
-:meth:`~clarify_gym.llm.LLMClient.complete_json`)."""
+(:func:`parse_json_reply`, and :func:`json_exchange`, the one-retry protocol behind
+:meth:`~clarify_gym.llm.LLMClient.complete_json`).
+
+A reply that does not parse or validate gets one more request:
+
+* cut for length (``finish_reason == "length"``): the original request again with a firmer
+  instruction to be brief (:data:`LENGTH_PROMPT`); the cut reply is not echoed, since it would
+  only fill the context;
+* otherwise a repair request: the original messages, the first :data:`ECHO_CHARS` characters of
+  the bad reply, and what was wrong with it (:data:`REPAIR_PROMPT`).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +23,16 @@ from typing import Any, Generic, TypeVar
 from clarify_gym.errors import LLMReplyError
 from clarify_gym.llm.config import redact
 
-__all__ = ["REPAIR_PROMPT", "Completion", "JSONReply", "Usage", "json_exchange", "parse_json_reply"]
+__all__ = [
+    "ECHO_CHARS",
+    "LENGTH_PROMPT",
+    "REPAIR_PROMPT",
+    "Completion",
+    "JSONReply",
+    "Usage",
+    "json_exchange",
+    "parse_json_reply",
+]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -23,6 +41,13 @@ REPAIR_PROMPT = (
     "Your reply could not be used: {problem}. Reply again with only the JSON object asked for, "
     "no other text."
 )
+LENGTH_PROMPT = (
+    "Your previous reply was too long and was cut off before it ended. Reply again with only "
+    "the JSON object asked for: no other text, and keep every string short (one or two "
+    "sentences)."
+)
+#: How much of a bad reply a repair request shows the model.
+ECHO_CHARS = 200
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
 _THINK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|$)", re.DOTALL | re.IGNORECASE)
 
@@ -102,16 +127,24 @@ class Completion:
     model: str
     cached: bool = False
     finish_reason: str | None = None
+    #: The model the server says it used (its reply's ``model`` field).
+    served_model: str | None = None
 
 
 @dataclass(frozen=True)
 class JSONReply(Generic[T]):
-    """A validated JSON reply, the usage of every call it took, and whether it was repaired."""
+    """A validated JSON reply, the usage of every call it took, and the retry it needed."""
 
     value: T
     usage: Usage
     text: str
-    repaired: bool = False
+    #: ``None`` (first try), ``"repair"`` or ``"length"`` (see the module docstring).
+    retry: str | None = None
+
+    @property
+    def repaired(self) -> bool:
+        """Whether a second request was needed."""
+        return self.retry is not None
 
 
 def json_exchange(
@@ -121,26 +154,35 @@ def json_exchange(
     receives each completion, returns the reply (or raises :class:`LLMReplyError`)."""
     usage = Usage()
     request = messages
-    for repaired in (False, True):
+    retry: str | None = None
+    for last in (False, True):
         completion = yield request
         usage.add(completion.usage)
         try:
             value = validate(parse_json_reply(completion.text))
-            return JSONReply(value, usage, completion.text, repaired)
+            return JSONReply(value, usage, completion.text, retry)
         except (ValueError, TypeError, KeyError) as exc:
             problem = str(exc).strip("'\"") or type(exc).__name__
-        logger.info(
-            "LLM JSON reply rejected (%s)%s", problem, "" if not repaired else ", giving up"
-        )
-        request = [
-            *messages,
-            {"role": "assistant", "content": completion.text},
-            {"role": "user", "content": REPAIR_PROMPT.format(problem=problem)},
-        ]
+        if completion.finish_reason == "length":
+            problem = f"the reply was cut at the length limit ({problem})"
+        logger.info("LLM JSON reply rejected (%s)%s", problem, ", giving up" if last else "")
+        if completion.finish_reason == "length":
+            retry = "length"
+            request = [*messages, {"role": "user", "content": LENGTH_PROMPT}]
+        else:
+            retry = "repair"
+            echo = completion.text[:ECHO_CHARS] + (
+                " ..." if len(completion.text) > ECHO_CHARS else ""
+            )
+            request = [
+                *messages,
+                {"role": "assistant", "content": echo},
+                {"role": "user", "content": REPAIR_PROMPT.format(problem=problem)},
+            ]
     raise LLMReplyError(
         redact(
-            f"the model's reply was not usable JSON even after one repair request: {problem}; "
-            f"it began {completion.text[:160]!r}",
+            f"the model's reply was not usable JSON even after a second request ({retry}): "
+            f"{problem}; it began {completion.text[:160]!r}",
             secret,
         ),
         usage=usage.as_dict(),

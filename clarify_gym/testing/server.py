@@ -22,9 +22,18 @@ chat requests (of one ``role`` if given), in the order injected:
 ``invalid_body``    HTTP 200 whose body is not JSON at all
 ``truncated_body``  headers announce the whole body; half of it is sent, then the connection closes
 ``disconnect``      the connection is closed without a response
+``cut_for_length``  HTTP 200 with the first few words of the reply and ``finish_reason: length``
+``reject_format``   HTTP 400 when the request has ``response_format`` (a server without
+                    structured outputs); requests without it are answered normally
 ==================  ============================================================================
 
-``stats`` counts requests by role, faults served, and the most requests ever in flight at once.
+A fault injected with ``role="models"`` applies to ``GET /v1/models`` instead (``server_error``,
+``rate_limit``, ``disconnect`` ...). ``served_model`` makes replies name that model whatever the
+request asked for (as llama-server does, which serves one model and ignores the field).
+
+``stats`` counts requests by role, faults served, ``response_format`` types sent, the bearer
+tokens received, and the most requests ever in flight at once;
+``requests`` keeps the last 200 chat request bodies.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import logging
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -55,6 +64,8 @@ FAULTS = (
     "invalid_body",
     "truncated_body",
     "disconnect",
+    "cut_for_length",
+    "reject_format",
 )
 
 
@@ -68,7 +79,8 @@ class Fault:
     times: int = 1
     #: Delay of ``latency``, ``Retry-After`` of ``rate_limit``, duration of ``hang``.
     seconds: float = 0.0
-    #: Only requests of this role (``user``, ``writer``, ``judge``, ``builder``, ``agent``).
+    #: Only requests of this role (``user``, ``writer``, ``judge``, ``builder``, ``agent``, or
+    #: ``models`` for the model listing).
     role: str | None = None
 
     def __post_init__(self) -> None:
@@ -83,6 +95,10 @@ class ServerStats:
     requests: int = 0
     by_role: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
+    #: ``response_format.type`` of each chat request (``none`` when absent).
+    formats: Counter[str] = field(default_factory=Counter)
+    #: Bearer tokens received (chat and listing), by value: what a key rule let through.
+    keys: Counter[str] = field(default_factory=Counter)
     in_flight: int = 0
     max_in_flight: int = 0
 
@@ -115,10 +131,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(401, {"error": error})
         return False
 
+    def _count_auth(self) -> None:
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if token:
+            with self.server.owner._lock:
+                self.server.owner.stats.keys[token] += 1
+
     def do_GET(self) -> None:
+        self._count_auth()
         if self.path.rstrip("/") != "/v1/models":
             self._send(404, {"error": {"message": f"no route {self.path}"}})
-        elif self._authorised():
+        elif self._authorised() and not self._listing_fault():
             model = self.server.owner.model
             self._send(
                 200,
@@ -130,7 +153,40 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
 
+    def _listing_fault(self) -> bool:
+        """Serve a fault injected for ``role="models"``; True when one was served."""
+        fault = self.server.owner._take_fault("models", exact=True)
+        if fault is None:
+            return False
+        if fault.kind in ("latency", "hang"):
+            self.server.owner._wait(fault.seconds)
+            if fault.kind == "latency":
+                return False
+        self._serve_fault(fault)
+        return True
+
+    def _serve_fault(self, fault: Fault) -> bool:
+        """Answer with an error fault; False when ``fault`` is not one of those."""
+        if fault.kind == "hang":
+            self.close_connection = True
+        elif fault.kind == "rate_limit":
+            error = {"message": "Rate limit reached, slow down.", "type": "requests"}
+            self._send(429, {"error": error}, {"Retry-After": f"{fault.seconds:g}"})
+        elif fault.kind == "server_error":
+            self._send(
+                500, {"error": {"message": "The server had an error.", "type": "server_error"}}
+            )
+        elif fault.kind == "disconnect":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+        elif fault.kind == "invalid_body":
+            self._send(200, b"<html>502 Bad Gateway</html> not json {")
+        else:
+            return False
+        return True
+
     def do_POST(self) -> None:
+        self._count_auth()
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         if self.path.rstrip("/") != "/v1/chat/completions":
@@ -146,7 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": {"message": "body must be JSON with messages"}})
             return
         role, text = owner.responder.reply(messages)
-        owner._enter(role)
+        owner._enter(role, request)
         try:
             self._serve(owner, request, role, text)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
@@ -155,48 +211,37 @@ class _Handler(BaseHTTPRequestHandler):
             owner._leave()
 
     def _serve(self, owner: FakeLLMServer, request: dict[str, Any], role: str, text: str) -> None:
-        fault = owner._take_fault(role)
+        # a server without structured outputs answers plain requests: reject_format waits
+        fault = owner._take_fault(role, formatted="response_format" in request)
         if owner.latency:
             owner._wait(owner.latency)
         kind = fault.kind if fault else None
-        if kind == "latency":
+        finish = "stop"
+        if kind in ("latency", "hang"):
             owner._wait(fault.seconds)  # type: ignore[union-attr]
-        elif kind == "hang":
-            owner._wait(fault.seconds)  # type: ignore[union-attr]
-            self.close_connection = True
+        if fault is not None and kind != "latency" and self._serve_fault(fault):
             return
-        elif kind == "rate_limit":
-            retry = f"{fault.seconds:g}"  # type: ignore[union-attr]
-            error = {"message": "Rate limit reached, slow down.", "type": "requests"}
-            self._send(429, {"error": error}, {"Retry-After": retry})
+        if kind == "reject_format":
+            message = "response_format is not supported by this server"
+            self._send(400, {"error": {"message": message, "type": "invalid_request_error"}})
             return
-        elif kind == "server_error":
-            self._send(
-                500, {"error": {"message": "The server had an error.", "type": "server_error"}}
-            )
-            return
-        elif kind == "disconnect":
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        elif kind == "malformed_json":
+        if kind == "malformed_json":
             text = 'Sure! Here it is: {"answer": "The steps are, "cited": [1, 2'
         elif kind == "empty_reply":
             text = ""
-        if kind == "invalid_body":
-            self._send(200, b"<html>502 Bad Gateway</html> not json {")
-            return
+        elif kind == "cut_for_length":
+            text, finish = " ".join(("Well, " + text).split()[:6]), "length"
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request["messages"])
         completion = {
             "id": f"chatcmpl-fake-{owner.stats.requests}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": request.get("model", owner.model),
+            "model": owner.served_model or request.get("model", owner.model),
             "choices": [
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
+                    "finish_reason": finish,
                 }
             ],
             "usage": {
@@ -233,6 +278,7 @@ class FakeLLMServer:
         model: The one model ``/v1/models`` lists (requests may name any model).
         api_key: When set, requests without ``Authorization: Bearer <api_key>`` get 401.
         messy_agent: Agent replies written the way real models write them.
+        served_model: The model every reply names (``None``: the one the request asked for).
         port: 0 picks a free port.
     """
 
@@ -243,12 +289,16 @@ class FakeLLMServer:
         model: str = "fake-model",
         api_key: str | None = None,
         messy_agent: bool = False,
+        served_model: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.latency = latency
         self.model = model
         self.api_key = api_key
+        self.served_model = served_model
+        #: The last 200 chat request bodies, oldest first.
+        self.requests: deque[dict[str, Any]] = deque(maxlen=200)
         self.responder = Responder(messy_agent=messy_agent)
         self.stats = ServerStats()
         self._host, self._port = host, port
@@ -320,18 +370,24 @@ class FakeLLMServer:
             self.stats = ServerStats()
 
     # ---- used by the handler -----------------------------------------------------------------
-    def _take_fault(self, role: str) -> Fault | None:
+    def _take_fault(
+        self, role: str, *, exact: bool = False, formatted: bool = True
+    ) -> Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.times > 0 and fault.role in (None, role):
+                if fault.kind == "reject_format" and not formatted:
+                    continue
+                if fault.times > 0 and (fault.role == role or (fault.role is None and not exact)):
                     fault.times -= 1
                     self.stats.faults[fault.kind] += 1
                     self._faults = [f for f in self._faults if f.times > 0]
                     return fault
         return None
 
-    def _enter(self, role: str) -> None:
+    def _enter(self, role: str, request: dict[str, Any]) -> None:
         with self._lock:
+            self.requests.append(request)
+            self.stats.formats[(request.get("response_format") or {}).get("type", "none")] += 1
             self.stats.requests += 1
             self.stats.by_role[role] += 1
             self.stats.in_flight += 1

@@ -12,7 +12,9 @@
   checklist (one item per output-section bullet and per notes sentence) stays the default.
 
 Each uses an :class:`~clarify_gym.llm.LLMClient` (roles ``"writer"`` and ``"judge"``), so the
-replies are cached and the usage counted (``last_usage`` / ``JudgeResult.usage``).
+replies are cached and the usage counted (``last_usage`` / ``JudgeResult.usage``). The judge and
+the builder send JSON schemas (:mod:`clarify_gym.llm.schemas`) and have their own reply lengths
+(the judge 64 + 8 tokens per item, the writer 1500).
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ from typing import Any, Protocol, runtime_checkable
 from clarify_gym.dialogue import Turn
 from clarify_gym.errors import LLMReplyError
 from clarify_gym.llm import LLMClient, Usage
+from clarify_gym.llm.schemas import (
+    WRITER_MAX_TOKENS,
+    builder_max_tokens,
+    checklist_schema,
+    judge_max_tokens,
+    verdict_schema,
+)
 from clarify_gym.masking import ChecklistItem, MaskedTask
 from clarify_gym.writing.base import JudgeResult
 
@@ -200,7 +209,13 @@ class LLMChecklistBuilder:
             assert self.client is not None
             fields = {s.id: s.field for s in task.sentences if s.field in ("output_spec", "notes")}
             validate = partial(validate_checklist, allowed=frozenset(fields))
-            reply = self.client.complete_json(builder_messages(task), validate)
+            reply = self.client.complete_json(
+                builder_messages(task),
+                validate,
+                schema=checklist_schema(max(1, 3 * len(fields))),
+                name="checklist",
+                default_max_tokens=builder_max_tokens(len(fields)),
+            )
             self._built[key] = tuple(
                 ChecklistItem(i, text, fields[ids[0]] if ids else "output_spec", ids)
                 for i, (text, ids) in enumerate(reply.value)
@@ -215,16 +230,27 @@ class LLMWriter:
 
     model: str | None = None
     client: LLMClient | None = field(default=None, repr=False)
-    max_tokens: int = 1500
+    #: Most tokens per outline (``None``: ``CLARIFY_GYM_WRITER_MAX_TOKENS`` /
+    #: ``CLARIFY_GYM_LLM_MAX_TOKENS``, then 1500).
+    max_tokens: int | None = None
     last_usage: dict[str, int] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.client is None:
             self.client = LLMClient(role="writer", model=self.model)
 
+    def describe(self) -> dict[str, Any]:
+        """What a run's metadata records about this writer (model, endpoint, limits; no key)."""
+        assert self.client is not None
+        return {"class": type(self).__name__, **self.client.describe()}
+
     def write(self, task: MaskedTask, turns: Sequence[Turn]) -> str:
         assert self.client is not None
-        completion = self.client.complete(writer_messages(task, turns), max_tokens=self.max_tokens)
+        completion = self.client.complete(
+            writer_messages(task, turns),
+            max_tokens=self.max_tokens,
+            default_max_tokens=WRITER_MAX_TOKENS,
+        )
         self.last_usage = completion.usage.as_dict()
         return _THINK.sub("", completion.text).strip()
 
@@ -258,6 +284,15 @@ class LLMJudge:
                 else LLMChecklistBuilder(client=self.client)
             )
 
+    def describe(self) -> dict[str, Any]:
+        """What a run's metadata records about this judge (model, endpoint, checklist; no key)."""
+        assert self.client is not None
+        return {
+            "class": type(self).__name__,
+            "checklist": type(self.checklist).__name__,
+            **self.client.describe(),
+        }
+
     def judge(self, task: MaskedTask, outline: str) -> JudgeResult:
         assert self.client is not None and not isinstance(self.checklist, str)
         try:
@@ -269,7 +304,13 @@ class LLMJudge:
         validate = partial(validate_verdict, n=len(items))
         messages = judge_messages([item.text for item in items], outline)
         try:
-            reply = self.client.complete_json(messages, validate)
+            reply = self.client.complete_json(
+                messages,
+                validate,
+                schema=verdict_schema(len(items)),
+                name="verdict",
+                default_max_tokens=judge_max_tokens(len(items)),
+            )
         except LLMReplyError as exc:
             return JudgeResult(0.0, (), exc.usage, error=str(exc))
         usage: Usage = reply.usage

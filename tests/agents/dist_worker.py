@@ -43,16 +43,6 @@ _FSDP_ENV = {
 }
 
 
-def fsdp_env(config_file: Path) -> dict[str, str]:
-    """The environment ``accelerate launch --config_file config_file`` gives each process."""
-    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-    env = {"ACCELERATE_USE_FSDP": "true", "ACCELERATE_MIXED_PRECISION": config["mixed_precision"]}
-    for key, value in config["fsdp_config"].items():
-        if key in _FSDP_ENV:
-            env[_FSDP_ENV[key]] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
-
-
 # accelerate launch's env names for the deepspeed_config keys (accelerate/utils/launch.py)
 _DEEPSPEED_ENV = {
     "zero_stage": "ACCELERATE_DEEPSPEED_ZERO_STAGE",
@@ -64,16 +54,19 @@ _DEEPSPEED_ENV = {
 }
 
 
-def deepspeed_env(config_file: Path) -> dict[str, str]:
-    """The environment ``accelerate launch --config_file config_file`` gives each process."""
+def launch_env(config_file: Path) -> dict[str, str]:
+    """The environment ``accelerate launch --config_file config_file`` gives each process (for
+    an FSDP or a DeepSpeed config)."""
     config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    fsdp = config["distributed_type"] == "FSDP"
+    section, names = ("fsdp_config", _FSDP_ENV) if fsdp else ("deepspeed_config", _DEEPSPEED_ENV)
     env = {
-        "ACCELERATE_USE_DEEPSPEED": "true",
+        "ACCELERATE_USE_FSDP" if fsdp else "ACCELERATE_USE_DEEPSPEED": "true",
         "ACCELERATE_MIXED_PRECISION": config["mixed_precision"],
     }
-    for key, value in config["deepspeed_config"].items():
-        if key in _DEEPSPEED_ENV:
-            env[_DEEPSPEED_ENV[key]] = str(value).lower() if isinstance(value, bool) else str(value)
+    for key, value in config[section].items():
+        if key in names:
+            env[names[key]] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
 
 
@@ -157,13 +150,13 @@ def main(mode: str, out: str, tasks: str, overrides: str = "{}") -> None:
     from agents.ppo.config import preset
 
     if mode == "fsdp":
-        for key, value in fsdp_env(CONFIGS / "fsdp.yaml").items():
+        for key, value in launch_env(CONFIGS / "fsdp.yaml").items():
             os.environ.setdefault(key, value)
         # sync_module_states broadcasts from a GPU; every process here builds the same weights
         os.environ["FSDP_SYNC_MODULE_STATES"] = "false"
         accelerate.Accelerator = _cpu_fsdp_accelerator()
     elif mode in ("zero2", "zero3"):
-        for key, value in deepspeed_env(CONFIGS / f"{mode}.yaml").items():
+        for key, value in launch_env(CONFIGS / f"{mode}.yaml").items():
             os.environ.setdefault(key, value)
         accelerate.Accelerator = _cpu_deepspeed_accelerator()
     elif mode == "zero-cast":

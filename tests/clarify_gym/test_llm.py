@@ -55,7 +55,7 @@ def test_config_from_env_roles_and_defaults(monkeypatch):
         "llama3.1:8b",
         7,
     )
-    assert user.api_key == "sk-openai"  # OPENAI_API_KEY is the last fallback
+    assert user.api_key == "not-needed"  # OPENAI_API_KEY goes only to api.openai.com
     explicit = LLMConfig(model="m", base_url="http://x/v1", cache=False).resolve("user", env)
     assert (explicit.model, explicit.base_url) == ("m", "http://x/v1")
     official = LLMConfig(cache=False).resolve(None, {})
@@ -152,7 +152,7 @@ def test_json_reply_repaired_once_then_typed_error(fake_llm, monkeypatch, fault)
 
     fake_llm.reset_stats()
     fake_llm.inject(fault, times=2)
-    with pytest.raises(LLMReplyError, match="even after one repair") as info:
+    with pytest.raises(LLMReplyError, match="even after a second request") as info:
         llm.complete_json(HI, validate_answer)
     assert fake_llm.stats.requests == 2 and info.value.usage["calls"] == 2
 
