@@ -191,9 +191,12 @@ def evaluate_policy(
     ]  # fmt: skip
 
 
+def _have(rows: list[dict[str, Any]], agent: str) -> set[tuple[str, int]]:
+    return {(r["task_id"], int(r["seed"])) for r in rows if r["agent"] == agent}
+
+
 def _done(rows: list[dict[str, Any]], agent: str, plan: list[tuple[str, int]]) -> bool:
-    have = {(r["task_id"], int(r["seed"])) for r in rows if r["agent"] == agent}
-    return set(plan) <= have
+    return set(plan) <= _have(rows, agent)
 
 
 def _export_adapter(checkpoint: Path, target: Path) -> None:
@@ -233,19 +236,21 @@ def run_one(
     shutil.copyfile(run / "metrics.jsonl", folder / "metrics.jsonl")
     final = list_checkpoints(run)[-1]
     _export_adapter(final, folder / "adapter")
-    if not _done(rows, agent, plan):
-        for row in evaluate_policy(result.model, result.tokenizer, cfg, plan, frozen=False):
-            writer.write({"agent": agent, "reward": reward, "train_seed": seed, **row})
-    if not _done(rows, frozen, plan):  # the base, the same for every training seed
-        for row in evaluate_policy(result.model, result.tokenizer, cfg, plan, frozen=True):
-            writer.write({"agent": frozen, "reward": reward, **row})
+    for name, is_frozen in ((agent, False), (frozen, True)):  # frozen: shared by all seeds
+        have = _have(rows, name)
+        todo = [e for e in plan if e not in have]  # a killed evaluation redoes only the rest
+        if todo:
+            for row in evaluate_policy(result.model, result.tokenizer, cfg, todo, frozen=is_frozen):
+                extra = {} if is_frozen else {"train_seed": seed}
+                writer.write({"agent": name, "reward": reward, **extra, **row})
     rows[:] = read_results(writer.path)
 
 
-def _per_task(rows: list[dict[str, Any]], agent_prefix: str, key: str) -> dict[str, float]:
+def _per_task(rows: list[dict[str, Any]], agents: set[str], key: str) -> dict[str, float]:
+    """Per test task, the mean of ``key`` over the episodes of ``agents``."""
     by_task: dict[str, list[float]] = {}
     for r in rows:
-        if r["agent"].startswith(agent_prefix) and isinstance(r.get(key), int | float):
+        if r["agent"] in agents and isinstance(r.get(key), int | float):
             by_task.setdefault(r["task_id"], []).append(float(r[key]))
     return {t: math.fsum(v) / len(v) for t, v in by_task.items()}
 
@@ -273,8 +278,9 @@ def summarize(args: argparse.Namespace, rows: list[dict[str, Any]], out: Path) -
     """The summary JSON, from ``episodes.jsonl`` and the exported ``metrics.jsonl`` files."""
     report: dict[str, Any] = {}
     for reward in _csv(args.rewards):
-        frozen = {k: _per_task(rows, f"frozen:{reward}", k) for k in METRICS}
-        trained = {k: _per_task(rows, f"ppo:{reward}:", k) for k in METRICS}
+        runs = {f"ppo:{reward}:seed{s}" for s in args.seeds}
+        frozen = {k: _per_task(rows, {f"frozen:{reward}"}, k) for k in METRICS}
+        trained = {k: _per_task(rows, runs, k) for k in METRICS}
         tasks = sorted(set(frozen["env/hidden_coverage"]) & set(trained["env/hidden_coverage"]))
         diffs = [
             trained["env/hidden_coverage"][t] - frozen["env/hidden_coverage"][t] for t in tasks
@@ -283,7 +289,7 @@ def summarize(args: argparse.Namespace, rows: list[dict[str, Any]], out: Path) -
         seeds = {
             str(s): {
                 **_train_summary(out / f"{reward}-seed{s}" / "metrics.jsonl"),
-                "test": {k: _mean(_per_task(rows, f"ppo:{reward}:seed{s}", k)) for k in METRICS},
+                "test": {k: _mean(_per_task(rows, {f"ppo:{reward}:seed{s}"}, k)) for k in METRICS},
             }
             for s in args.seeds
         }

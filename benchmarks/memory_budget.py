@@ -107,6 +107,7 @@ def budget(dims: ModelDims, cfg: TrainConfig) -> dict[str, list[tuple[str, float
         ("base weights (bf16), shared by policy, reference and critic", weights, f"{dims.params() / 1e9:.2f} B params x 2 bytes"),
         ("LoRA weights + grads + AdamW states (fp32)", lora_bytes, f"{lora / 1e6:.1f} M params (r = {cfg.lora.lora_r}, 7 projections) x 16 bytes"),
         ("value head + its AdamW states", value_head, f"{dims.hidden + 1} params x 16 bytes"),
+        ("float32 copy of the frozen LM head (sampler and scorer logits)", dims.vocab * dims.hidden * FP32, f"{dims.vocab} x {dims.hidden} x 4 bytes"),
     ]  # fmt: skip
     rollout = [
         *shared,

@@ -75,3 +75,21 @@ def test_rerun_resumes_without_redoing_and_other_settings_are_refused(finished, 
     assert learn_ppo.main(_argv(finished, updates=3)) == 2
     assert "updates: 2 in the run folder, 3 now" in capsys.readouterr().err
     assert learn_ppo.main(_argv(finished, rewards="binary")) == 2
+
+
+def test_a_killed_evaluation_redoes_only_the_missing_episodes(finished, tmp_path):
+    import shutil
+
+    for sub in ("runs", "results"):
+        shutil.copytree(finished / sub, tmp_path / sub)
+    episodes = tmp_path / "results" / "learn_ppo" / "episodes.jsonl"
+    lines = episodes.read_text().splitlines()
+    drop = next(i for i, line in enumerate(lines) if json.loads(line)["agent"] == "ppo:paper:seed1")
+    kept = lines[:drop] + lines[drop + 1 :]
+    episodes.write_text("\n".join(kept) + "\n" + lines[drop][:25])  # + a torn last line
+    with one_thread():
+        assert learn_ppo.main(_argv(tmp_path)) == 0
+    rows = [json.loads(line) for line in episodes.read_text().splitlines()]
+    keys = [(r["agent"], r["task_id"], r["seed"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 6 * 3  # the one missing episode, once
+    assert rows[-1] == json.loads(lines[drop])  # greedy and deterministic: the same episode
