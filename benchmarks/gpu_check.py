@@ -64,6 +64,10 @@ def check_config(
         "tensorboard": False,
         "progress": False,
         "save_every": 100,
+        # Random weights ask gibberish: the faithful v1 user answers none of it, so every reward
+        # would be 0 and the update a no-op. The v0 BM25 user pays any word overlap, which is what
+        # a check of the update's mechanics needs.
+        "env_id": "ProactiveGatherPaper-v0",
     }
     if dry_run:
         sizes = {
