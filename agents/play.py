@@ -101,10 +101,7 @@ def run(args: argparse.Namespace) -> int:
             obs, reward, terminated, truncated, info = env.step(action)
             if "answer" in info:
                 print(f"User: {info['answer']}")
-                print(
-                    f"  (reward {float(reward):.3f}; hidden sentences elicited "
-                    f"{len(info['elicited'])} of {info['num_hidden']})"
-                )
+                print(f"  (reward {float(reward):.3f})")
             if terminated or truncated:
                 break
         _finish(env, info, estimated=False)

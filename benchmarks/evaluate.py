@@ -77,7 +77,7 @@ class BenchConfig:
     """Episodes in flight at once for unbatched agents (one thread, agent and env each)."""
     batch_size: int = 8
     """Episodes per act_batch call for batched agents (local models)."""
-    env_id: str = "ProactiveGather-v0"
+    env_id: str = "ProactiveGather-v1"
     """Gymnasium env id."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for gym.make (e.g. {"max_questions": 3})."""
@@ -366,7 +366,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch CPU threads for local models (default: torch's choice; on a busy machine 1 is often fastest)",
     )
     parser.add_argument(
-        "--env-id", default="ProactiveGather-v0", help="gymnasium env id (default: %(default)s)"
+        "--env-id", default="ProactiveGather-v1", help="gymnasium env id (default: %(default)s)"
     )
     parser.add_argument(
         "--env-kwargs",

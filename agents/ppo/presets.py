@@ -4,7 +4,7 @@ factory whose docstring says where its values come from.
 >>> sorted(PRESETS)
 ['paper', 'qwen2.5-7b', 'smollm2-135m', 'tiny']
 >>> preset("paper").env.env_id
-'ProactiveGatherPaper-v0'
+'ProactiveGatherPaper-v1'
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ __all__ = ["PRESETS", "preset"]
 def _paper() -> TrainConfig:
     """The paper's set-up (Huang et al. 2025, section 4) on Qwen2.5-7B-Instruct with LoRA, bf16.
 
-    From the paper: Qwen2.5-7B-Instruct, the binary reward (``ProactiveGatherPaper-v0``), 5
+    From the paper: Qwen2.5-7B-Instruct, the binary reward (``ProactiveGatherPaper-v1``), 5
     questions, 256 episodes per batch, minibatch 16, clip 0.2, gradient norm 1.0, critic lr
     1e-4. The paper trains with verl and does not report the rest, so these are verl's defaults
     (``ppo_trainer.yaml``): gamma = lambda = 1, value clip 0.5, a fixed KL coefficient of 0.001
@@ -46,7 +46,7 @@ def _paper() -> TrainConfig:
             weight_decay=0.01,
         ),
         rollout=RolloutSettings(max_new_tokens=64, max_episode_tokens=2048, temperature=1.0),
-        env=EnvSettings(env_id="ProactiveGatherPaper-v0", max_questions=5),
+        env=EnvSettings(env_id="ProactiveGatherPaper-v1", max_questions=5),
         log=LogSettings(output_dir="runs/ppo-paper", mixed_precision="bf16", updates=30),
     )
 

@@ -23,6 +23,7 @@ reads a question only as words to match, never as instructions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -32,7 +33,14 @@ from clarify_gym.masking import FIELD_TITLES, MaskedTask, Sentence
 from clarify_gym.text import BM25Index, tokenize
 from clarify_gym.users.base import Answer
 
-__all__ = ["FIELD_CUES", "EmbeddingScorer", "LexicalScorer", "RetrievalUser", "Scorer"]
+__all__ = [
+    "FIELD_CUES",
+    "EmbeddingScorer",
+    "LexicalScorer",
+    "RetrievalUser",
+    "Scorer",
+    "answer_from_ranked",
+]
 
 FIELD_CUES: dict[str, str] = {
     "procedure": "step steps procedure process method methods approach workflow follow order stage "
@@ -173,12 +181,16 @@ class EmbeddingScorer:
             )
         return self._embeddings[key]
 
+    def similarities(self, task: MaskedTask, question: str) -> Any:
+        """Cosine similarity of ``question`` to every sentence of ``task`` (a numpy vector)."""
+        matrix = self._task_embeddings(task)
+        query = self.model.encode([question], normalize_embeddings=True, convert_to_numpy=True)[0]
+        return matrix @ query
+
     def rank(self, task: MaskedTask, question: str, k: int) -> list[tuple[int, float]]:
         if not question.strip():
             return []
-        matrix = self._task_embeddings(task)
-        query = self.model.encode([question], normalize_embeddings=True, convert_to_numpy=True)[0]
-        sims = matrix @ query
+        sims = self.similarities(task, question)
         order = sorted(range(len(sims)), key=lambda i: (-float(sims[i]), i))[:k]
         if not order:
             return []
@@ -228,32 +240,43 @@ class RetrievalUser:
             self.scorer = scorers[self.scorer]()
 
     def answer(self, question: str, state: EpisodeState) -> Answer:
-        task = state.task
         assert not isinstance(self.scorer, str)
-        ranked = self.scorer.rank(task, question, self.k)
-        if not ranked:
-            return Answer("I don't think I have anything to add on that.", (), "nothing")
-        cited = tuple(i for i, _ in ranked)
-        sentences = [task.sentences[i] for i in cited]
-        if not sentences[0].hidden:
-            titles = []
-            for s in sentences:
-                title = FIELD_TITLES[s.field].lower()
-                if not s.hidden and title not in titles:
-                    titles.append(title)
-            visible = tuple(s.id for s in sentences if not s.hidden)
-            return Answer(
-                f"That is in what I sent you: see the {' and the '.join(titles)}.",
-                visible,
-                "pointer",
-            )
-        hidden = [s for s in sentences if s.hidden]
-        already = all(s.id in state.elicited for s in hidden)
-        opener = "As I said: " if already else ""
-        spoken = self._spoken.get(task)
-        if spoken is None:
-            spoken = self._spoken[task] = tuple(_spoken(s) for s in task.sentences)
-        text = opener + " ".join(spoken[s.id] for s in hidden)
-        if len(hidden) < len(sentences):
-            text += " The rest is in what I sent you."
-        return Answer(text, cited, "answer")
+        ranked = self.scorer.rank(state.task, question, self.k)
+        return answer_from_ranked(state, ranked, self._spoken)
+
+
+def answer_from_ranked(
+    state: EpisodeState,
+    ranked: Sequence[tuple[int, float]],
+    spoken_cache: dict[MaskedTask, tuple[str, ...]],
+) -> Answer:
+    """The answer for the ranked sentences: nothing, a pointer back to the task (when the best
+    one is visible), or the hidden ones as the person would say them (``spoken_cache`` keeps
+    each task's spoken sentences)."""
+    task = state.task
+    if not ranked:
+        return Answer("I don't think I have anything to add on that.", (), "nothing")
+    cited = tuple(i for i, _ in ranked)
+    sentences = [task.sentences[i] for i in cited]
+    if not sentences[0].hidden:
+        titles = []
+        for s in sentences:
+            title = FIELD_TITLES[s.field].lower()
+            if not s.hidden and title not in titles:
+                titles.append(title)
+        visible = tuple(s.id for s in sentences if not s.hidden)
+        return Answer(
+            f"That is in what I sent you: see the {' and the '.join(titles)}.",
+            visible,
+            "pointer",
+        )
+    hidden = [s for s in sentences if s.hidden]
+    already = all(s.id in state.elicited for s in hidden)
+    opener = "As I said: " if already else ""
+    spoken = spoken_cache.get(task)
+    if spoken is None:
+        spoken = spoken_cache[task] = tuple(_spoken(s) for s in task.sentences)
+    text = opener + " ".join(spoken[s.id] for s in hidden)
+    if len(hidden) < len(sentences):
+        text += " The rest is in what I sent you."
+    return Answer(text, cited, "answer")

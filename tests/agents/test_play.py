@@ -55,13 +55,14 @@ def test_human_user_cites_what_the_answer_matches():
     env = gym.make("ProactiveGather-v0", tasks="sample", user=user)
     env.reset(seed=0, options={"task_id": "cg-law-03"})
     _, reward, *_, info = env.step("How should the analysis be structured?")
-    assert info["cited_ids"] == () and reward == 0.0  # an empty answer cites nothing
+    turns = env.unwrapped.state.turns
+    assert turns[-1].cited_ids == () and reward == 0.0  # an empty answer cites nothing
     assert "How should the analysis be structured?" in shown[0]
     _, reward, *_, info = env.step("Any structure?")
     assert info["answer"] == answer
     task = env.unwrapped.state.task
     discussion = next(s.id for s in task.hidden_sentences if s.text.startswith("Discussion:"))
-    assert discussion in info["cited_ids"] and reward > 0
+    assert discussion in turns[-1].cited_ids and reward > 0
 
 
 def test_play_subprocess_with_piped_stdin():

@@ -29,7 +29,7 @@ def test_paper_presets_have_the_papers_and_verls_values(name):
     assert (p.episodes_per_batch, p.minibatch_size, p.clip_ratio, p.max_grad_norm) == (
         256, 16, 0.2, 1.0
     )  # fmt: skip
-    assert (e.env_id, e.max_questions, p.lr_critic) == ("ProactiveGatherPaper-v0", 5, 1e-4)
+    assert (e.env_id, e.max_questions, p.lr_critic) == ("ProactiveGatherPaper-v1", 5, 1e-4)
     # verl's defaults (the paper does not report them)
     assert (p.gamma, p.lam, p.clip_value, p.kl_coef, p.adaptive_kl) == (1.0, 1.0, 0.5, 1e-3, False)
     assert (cfg.rollout.temperature, p.ppo_epochs, p.ent_coef) == (1.0, 1, 0.0)

@@ -49,7 +49,7 @@ def test_every_episode_once_with_the_glossary_metrics(baseline_run):
         assert math.isclose(sum(r["rewards"]), r["env/hidden_coverage"], abs_tol=1e-9)
         assert sum(len(x) for x in r["new_hidden_ids"]) == r["env/new_info"]
     meta = json.loads((baseline_run / "metadata.json").read_text())
-    assert meta["env"]["id"] == "ProactiveGather-v0" and meta["env"]["version"] == 0
+    assert meta["env"]["id"] == "ProactiveGather-v1" and meta["env"]["version"] == 1
     assert meta["settings"]["seeds"] == [0, 1, 2] and meta["settings"]["split"] == "test"
     assert meta["agents"]["oracle"]["privileged"] is True
     assert {"date", "git_commit", "packages", "task_source"} <= set(meta)

@@ -6,6 +6,7 @@ import json
 
 import gymnasium as gym
 import pytest
+from helpers import last_turn
 
 import clarify_gym as cg
 from clarify_gym.dialogue import EpisodeState
@@ -50,7 +51,7 @@ def test_unknown_ids_dropped_and_at_most_k_kept_by_user_and_env(fake_llm, monkey
     env = gym.make("ProactiveGather-v0", tasks=[TASK.task], user="llm", answer_max_sentences=2)
     env.reset(seed=0)
     *_, info = env.step("Tell me everything.")
-    assert info["cited_ids"] == (2, 5) and info["user_error"] is None
+    assert last_turn(env).cited_ids == (2, 5) and info["user_error"] is None
 
 
 def test_malformed_reply_repaired_once(fake_llm):
@@ -66,11 +67,11 @@ def test_unparseable_after_repair_is_an_error_turn_that_earns_nothing(fake_llm):
     fake_llm.inject("malformed_json", times=2, role="user")
     obs, reward, terminated, truncated, info = env.step(QUESTION)
     assert info["user_error"] and "repair" in info["user_error"]
-    assert reward == 0.0 and info["cited_ids"] == () and info["answer"] == ERROR_ANSWER
+    assert reward == 0.0 and last_turn(env).cited_ids == () and info["answer"] == ERROR_ANSWER
     assert info["questions_left"] == 4 and not (terminated or truncated)
     assert info["user_usage"]["calls"] == 2
     *_, info = env.step(QUESTION)  # the next turn works again
-    assert info["user_error"] is None and 2 in info["cited_ids"]
+    assert info["user_error"] is None and 2 in last_turn(env).cited_ids
 
 
 def test_endpoint_down_raises_a_typed_error_within_the_bound(fake_llm):

@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
-from helpers import short_id
+from helpers import last_turn, short_id
 
 import clarify_gym
 from clarify_gym.env import ProactiveGatherEnv
@@ -48,7 +48,7 @@ def _rollout(env: gym.Env, seed: int, actions: list[int]) -> list[tuple]:
     out = [(obs, info["task_id"])]
     for a in actions:
         obs, reward, terminated, truncated, info = env.step(a)
-        out.append((obs, reward, terminated, truncated, info.get("new_hidden_ids")))
+        out.append((obs, reward, terminated, truncated, info.get("reward_terms")))
         if terminated or truncated:
             break
     return out
@@ -106,14 +106,14 @@ def test_features_track_questions_novelty_answers_and_turn():
     assert obs[at["text"]].any() and not obs[at["asked"]].any() and not obs[at["answers"]].any()
     assert obs[at["turn"]].tolist() == [1, 0, 0, 0, 0, 0]
     obs1, reward, *_, info = env.step(SECTIONS)
-    assert reward > 0 and info["new_hidden_ids"]
+    assert reward > 0 and last_turn(env).new_hidden_ids and "new_hidden_ids" not in info
     assert np.flatnonzero(obs1[at["asked"]]).tolist() == [SECTIONS]
-    new = len(info["new_hidden_ids"]) / env.get_wrapper_attr("answer_max_sentences")
+    new = info["reward_terms"]["new_info"]  # the share of H, not a count (|H| stays hidden)
     assert obs1[at["new"]][SECTIONS] == pytest.approx(new)
     assert obs1[at["answers"]].any() and obs1[at["turn"]].tolist() == [0, 1, 0, 0, 0, 0]
     np.testing.assert_array_equal(obs1[at["text"]], obs[at["text"]])
     obs2, reward, *_, info = env.step(SECTIONS)  # the repeat: nothing new, the record stays
-    assert reward == 0.0 and not info["new_hidden_ids"]
+    assert reward == 0.0 and not last_turn(env).new_hidden_ids
     assert obs2[at["new"]][SECTIONS] == pytest.approx(new)
     assert obs2[at["turn"]].tolist() == [0, 0, 1, 0, 0, 0]
     useless = GENERIC_QUESTIONS.index("Should I use British or American spelling?")
