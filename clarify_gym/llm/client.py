@@ -48,11 +48,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from clarify_gym.errors import LLMError, LLMReplyError
+from clarify_gym.errors import LLMError
+from clarify_gym.llm.attempts import Attempts, JSONRun
 from clarify_gym.llm.cache import ResponseCache, request_key
 from clarify_gym.llm.config import ROLES, LLMConfig, redact
 from clarify_gym.llm.pool import POOL_LOCK, loop_limit, pooled_client, thread_limit
-from clarify_gym.llm.reply import Completion, JSONReply, Usage, json_exchange, parse_json_reply
+from clarify_gym.llm.reply import Completion, JSONReply, Usage, parse_json_reply
 from clarify_gym.llm.retry import backoff_delay, classify_failure, give_up_message, same_model
 from clarify_gym.llm.schemas import response_format
 
@@ -162,30 +163,24 @@ class LLMClient:
         """The model name (asked of the endpoint's ``/v1/models`` once when not configured,
         with the same retries as any request)."""
         if self._model is None:
-            client, attempt = self._openai(), 0
-            while True:
+            client, run, page = self._openai(), Attempts(self), None
+            while page is None:
                 try:
                     page = client.models.list()
-                    break
                 except Exception as exc:
-                    delay = self._on_failure(exc, attempt, None)
-                attempt += 1
-                time.sleep(delay)
+                    time.sleep(run.failed(exc))
             self._model = self._pick_model(page)
         return self._model
 
     async def amodel(self) -> str:
         """:meth:`model`, with the async client."""
         if self._model is None:
-            client, attempt = self._aopenai(), 0
-            while True:
+            client, run, page = self._aopenai(), Attempts(self), None
+            while page is None:
                 try:
                     page = await client.models.list()
-                    break
                 except Exception as exc:
-                    delay = self._on_failure(exc, attempt, None)
-                attempt += 1
-                await asyncio.sleep(delay)
+                    await asyncio.sleep(run.failed(exc))
             self._model = self._pick_model(page)
         return self._model
 
@@ -277,15 +272,6 @@ class LLMClient:
         )
         return delay
 
-    def _prepare(
-        self, model: str, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]
-    ) -> tuple[list[dict[str, Any]], dict[str, Any], str | None, Completion | None]:
-        """The request's messages, sampling parameters, cache key and cached completion."""
-        msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
-        sampling = self._params(params)
-        key, hit = self._lookup(model, msgs, sampling)
-        return msgs, sampling, key, hit
-
     def _lookup(
         self, model: str, msgs: list[dict[str, Any]], sampling: dict[str, Any]
     ) -> tuple[str | None, Completion | None]:
@@ -296,16 +282,7 @@ class LLMClient:
         record = self.cache.get(key)
         if record is None:
             return key, None
-        usage = Usage(**record.get("usage", {}), calls=1, cache_hits=1)
-        completion = Completion(
-            record["text"],
-            usage,
-            record.get("model", model),
-            True,
-            record.get("finish_reason"),
-            record.get("served_model"),
-        )
-        return key, self._count(completion)
+        return key, self._count(Completion.from_record(record, model))
 
     def _count(self, completion: Completion) -> Completion:
         with self._lock:
@@ -323,15 +300,9 @@ class LLMClient:
         response: Any,
         start: float,
     ) -> Completion:
-        choice = response.choices[0] if getattr(response, "choices", None) else None
-        text = (choice.message.content if choice is not None else None) or ""
-        finish = getattr(choice, "finish_reason", None)
-        used = getattr(response, "usage", None)
-        prompt = int(getattr(used, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(used, "completion_tokens", 0) or 0)
-        served = getattr(response, "model", None)
-        served = served if isinstance(served, str) and served else None
-        if finish == "length":
+        completion = Completion.from_response(response, model)
+        served = completion.served_model
+        if completion.finish_reason == "length":
             logger.warning(
                 "LLM reply from %s cut at max_tokens=%s", model, params.get("max_tokens")
             )
@@ -351,15 +322,17 @@ class LLMClient:
                     "model": model,
                     "served_model": served,
                     "request": {"messages": messages, "params": params},
-                    "text": text,
-                    "finish_reason": finish,
-                    "usage": {"prompt_tokens": prompt, "completion_tokens": completion_tokens},
+                    "text": completion.text,
+                    "finish_reason": completion.finish_reason,
+                    "usage": {
+                        "prompt_tokens": completion.usage.prompt_tokens,
+                        "completion_tokens": completion.usage.completion_tokens,
+                    },
                 },
             )
-        usage = Usage(prompt, completion_tokens, calls=1)
         with self._lock:
             self.request_seconds += time.perf_counter() - start
-        return self._count(Completion(text, usage, model, False, finish, served))
+        return self._count(completion)
 
     # ---- requests ---------------------------------------------------------------------------
     def complete(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Completion:
@@ -368,55 +341,29 @@ class LLMClient:
         ``params``: ``temperature``, ``max_tokens``, ``seed``, ``stop``, ``json_mode`` (the
         config's values otherwise). Raises :class:`LLMError` when every attempt failed.
         """
-        model = self.model()
-        msgs, sampling, key, hit = self._prepare(model, messages, params)
-        if hit is not None:
-            return hit
-        client, limit = self._openai(), self._limit()
-        attempt = 0
-        start = time.perf_counter()
-        while True:
+        run = Attempts(self, self.model(), messages, params)
+        if run.result is None:
+            client, limit = self._openai(), self._limit()
+        while run.result is None:
             try:
                 with limit:
-                    response = client.chat.completions.create(
-                        model=model, messages=msgs, **sampling
-                    )
-                return self._finish(key, model, msgs, sampling, response, start)
+                    run.answer(client.chat.completions.create(**run.request))
             except Exception as exc:
-                if self._format_fallback(exc, sampling):
-                    key, hit = self._lookup(model, msgs, sampling)
-                    if hit is not None:
-                        return hit
-                    continue
-                delay = self._on_failure(exc, attempt, model)
-            attempt += 1
-            time.sleep(delay)
+                time.sleep(run.failed(exc))
+        return run.result
 
     async def acomplete(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Completion:
         """:meth:`complete` with asyncio (same cache, retries and accounting)."""
-        model = await self.amodel()
-        msgs, sampling, key, hit = self._prepare(model, messages, params)
-        if hit is not None:
-            return hit
-        client, limit = self._aopenai(), self._alimit()
-        attempt = 0
-        start = time.perf_counter()
-        while True:
+        run = Attempts(self, await self.amodel(), messages, params)
+        if run.result is None:
+            client, limit = self._aopenai(), self._alimit()
+        while run.result is None:
             try:
                 async with limit:
-                    response = await client.chat.completions.create(
-                        model=model, messages=msgs, **sampling
-                    )
-                return self._finish(key, model, msgs, sampling, response, start)
+                    run.answer(await client.chat.completions.create(**run.request))
             except Exception as exc:
-                if self._format_fallback(exc, sampling):
-                    key, hit = self._lookup(model, msgs, sampling)
-                    if hit is not None:
-                        return hit
-                    continue
-                delay = self._on_failure(exc, attempt, model)
-            attempt += 1
-            await asyncio.sleep(delay)
+                await asyncio.sleep(run.failed(exc))
+        return run.result
 
     def _json_params(
         self, params: dict[str, Any], schema: dict[str, Any] | None, name: str
@@ -427,10 +374,6 @@ class LLMClient:
             mode = str(self.config.json_mode or "schema")
         params.setdefault("response_format", response_format(mode, name, schema))
         return params
-
-    def _json_done(self, reply: JSONReply[T] | None) -> None:
-        with self._lock:
-            self.json_stats["failed" if reply is None else (reply.retry or "first_try")] += 1
 
     def complete_json(
         self,
@@ -445,18 +388,10 @@ class LLMClient:
         ``ValueError``/``TypeError``/``KeyError`` saying what is wrong). ``schema`` (named
         ``name``) is sent as ``response_format`` in ``schema`` mode. An unusable reply gets one
         more request (see the module docstring); if that fails too, :class:`LLMReplyError`."""
-        params = self._json_params(params, schema, name)
-        exchange = json_exchange(list(messages), validate, self.config.api_key)
-        request = next(exchange)
-        while True:
-            try:
-                request = exchange.send(self.complete(request, **params))
-            except StopIteration as done:
-                self._json_done(done.value)
-                return done.value  # type: ignore[no-any-return]
-            except LLMReplyError:
-                self._json_done(None)
-                raise
+        run = JSONRun(self, messages, validate, self._json_params(params, schema, name))
+        while run.reply is None:
+            run.send(self.complete(run.request, **run.params))
+        return run.reply
 
     async def acomplete_json(
         self,
@@ -468,15 +403,7 @@ class LLMClient:
         **params: Any,
     ) -> JSONReply[T]:
         """:meth:`complete_json` with asyncio."""
-        params = self._json_params(params, schema, name)
-        exchange = json_exchange(list(messages), validate, self.config.api_key)
-        request = next(exchange)
-        while True:
-            try:
-                request = exchange.send(await self.acomplete(request, **params))
-            except StopIteration as done:
-                self._json_done(done.value)
-                return done.value  # type: ignore[no-any-return]
-            except LLMReplyError:
-                self._json_done(None)
-                raise
+        run = JSONRun(self, messages, validate, self._json_params(params, schema, name))
+        while run.reply is None:
+            run.send(await self.acomplete(run.request, **run.params))
+        return run.reply

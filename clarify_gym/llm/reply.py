@@ -130,6 +130,44 @@ class Completion:
     #: The model the server says it used (its reply's ``model`` field).
     served_model: str | None = None
 
+    @classmethod
+    def from_response(cls, response: Any, model: str) -> Completion:
+        """The completion in an ``openai`` chat response (missing fields read as empty)."""
+        choice = response.choices[0] if getattr(response, "choices", None) else None
+        used = getattr(response, "usage", None)
+        usage = Usage(
+            int(getattr(used, "prompt_tokens", 0) or 0),
+            int(getattr(used, "completion_tokens", 0) or 0),
+            calls=1,
+        )
+        served = getattr(response, "model", None)
+        return cls(
+            (choice.message.content if choice is not None else None) or "",
+            usage,
+            model,
+            False,
+            getattr(choice, "finish_reason", None),
+            served if isinstance(served, str) and served else None,
+        )
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], model: str) -> Completion:
+        """The completion in a cache record (see :meth:`~clarify_gym.llm.LLMClient.complete`).
+
+        >>> c = Completion.from_record({"text": "hi", "usage": {"prompt_tokens": 3}}, "m")
+        >>> c.text, c.cached, c.usage.prompt_tokens, c.usage.cache_hits
+        ('hi', True, 3, 1)
+        """
+        usage = Usage(**record.get("usage", {}), calls=1, cache_hits=1)
+        return cls(
+            record["text"],
+            usage,
+            record.get("model", model),
+            True,
+            record.get("finish_reason"),
+            record.get("served_model"),
+        )
+
 
 @dataclass(frozen=True)
 class JSONReply(Generic[T]):
