@@ -12,7 +12,8 @@ hidden coverage per test task (the task is the unit, as in :mod:`benchmarks.summ
 task's episodes are averaged over training and eval seeds first), with Student's t 95 % CI.
 
 Files (all appended or written atomically as each piece finishes; a rerun with the same flags
-resumes: finished evaluations are skipped, a killed training run resumes from its checkpoint):
+resumes: finished evaluations are skipped, a killed training run resumes from its checkpoint;
+another ``--rewards`` or ``--seeds`` adds runs to the same folder, any other flag must match):
 
 * ``<runs-dir>/<reward>-seed<s>/``: the training run (checkpoints, ``metrics.jsonl``);
 * ``<results-dir>/learn_ppo/episodes.jsonl``: one row per test episode (``agent`` is
@@ -108,10 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Flags a results folder may grow by: its rows are tagged with their reward and training seed.
+EXTENDABLE = ("rewards", "seeds")
+
+
 def settings_of(args: argparse.Namespace) -> dict[str, Any]:
-    """The flags that shape results (a resumed run must match them)."""
+    """The flags that shape results (a resumed run must match them, :data:`EXTENDABLE` aside)."""
     skip = {"threads", "runs_dir", "results_dir", "no_plot"}
     return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
+
+
+def _shared(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in EXTENDABLE}
 
 
 def train_config(args: argparse.Namespace, reward: str, seed: int) -> Any:
@@ -369,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_of(args)
     meta_file = out / "settings.json"
     if meta_file.exists():
-        diff = settings_mismatch(json.loads(meta_file.read_text())["settings"], settings)
+        diff = settings_mismatch(
+            _shared(json.loads(meta_file.read_text())["settings"]), _shared(settings)
+        )
         if diff:
             print(f"learn_ppo: error: {out} holds results made with other settings ("
                   f"{'; '.join(diff)}): pass the same flags to resume, or another --results-dir",

@@ -72,6 +72,12 @@ def test_rerun_resumes_without_redoing_and_other_settings_are_refused(finished, 
     assert episodes.read_text() == before  # everything was done: nothing re-evaluated
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last)["benchmark"] == "learn_ppo"
+    # another reward/seed set reuses the folder (its rows are tagged); this one is all done
+    assert learn_ppo.main(_argv(finished, rewards="paper", seeds="1")) == 0
+    assert episodes.read_text() == before
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert list(report["rewards"]) == ["paper"]
+    assert list(report["rewards"]["paper"]["seeds"]) == ["1"]
     assert learn_ppo.main(_argv(finished, updates=3)) == 2
     assert "updates: 2 in the run folder, 3 now" in capsys.readouterr().err
     assert learn_ppo.main(_argv(finished, rewards="binary")) == 2
