@@ -18,6 +18,7 @@ to batch episodes.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import zlib
@@ -130,6 +131,9 @@ class HFAgent(Agent):
         system_prompt: The system message (default :data:`agents.prompts.SYSTEM_PROMPT`).
         merge_adapter: Merge the LoRA weights into the base model (faster inference).
         stop_at_question: Stop generating a reply once it holds a complete question.
+        reply_prefix: Text that starts every reply (a prefill ending the prompt; the reply is
+            prefix + generated text). ``None``: the ``rollout.reply_prefix`` a PPO checkpoint
+            or adapter folder was trained with (``clarify_gym_ppo.json``), else none.
         dtype: Torch dtype to load in: float32 by default, ``"auto"`` (see
             :func:`resolve_dtype`), ``"bfloat16"``, or a ``torch.dtype``.
         device: Torch device.
@@ -152,6 +156,7 @@ class HFAgent(Agent):
         system_prompt: str = SYSTEM_PROMPT,
         merge_adapter: bool = True,
         stop_at_question: bool = True,
+        reply_prefix: str | None = None,
         dtype: Any = None,
         device: str = "cpu",
         name: str | None = None,
@@ -195,6 +200,9 @@ class HFAgent(Agent):
         self.top_p = top_p
         self.seed = seed
         self.stop_at_question = stop_at_question
+        if reply_prefix is None:
+            reply_prefix = _trained_reply_prefix(self.adapter)
+        self.reply_prefix = reply_prefix
         self.system_prompt = system_prompt
         self.name = name or str(self.model_spec)
         self._end_ids = stop_token_ids(self.tokenizer, self.model)
@@ -211,6 +219,7 @@ class HFAgent(Agent):
                 add_generation_prompt=True,
                 tokenize=False,
             )
+            + self.reply_prefix
             for o in observations
         ]
 
@@ -254,7 +263,8 @@ class HFAgent(Agent):
         with torch.inference_mode():
             output = self.model.generate(**batch, **kwargs)  # (B, prompt + new)
         new = output[:, batch["input_ids"].shape[1] :]
-        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return [self.reply_prefix + t for t in texts]
 
     def act(self, observation: str) -> str:
         return self.act_batch([observation])[0]
@@ -272,6 +282,7 @@ class HFAgent(Agent):
             "do_sample": self.do_sample,
             "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
             "stop_at_question": self.stop_at_question,
+            **({"reply_prefix": self.reply_prefix} if self.reply_prefix else {}),
             **({"temperature": self.temperature, "top_p": self.top_p} if self.do_sample else {}),
             "parameters": int(sum(p.numel() for p in self.model.parameters())),
         }
@@ -285,6 +296,20 @@ def _ppo_checkpoint(model: Any) -> str | None:
     from agents.ppo.checkpoint import checkpoint_base_model
 
     return checkpoint_base_model(model)
+
+
+def _trained_reply_prefix(adapter: str | None) -> str:
+    """The ``rollout.reply_prefix`` in a PPO adapter folder's ``clarify_gym_ppo.json`` ("" when
+    there is none)."""
+    if adapter is None:
+        return ""
+    from agents.ppo.checkpoint import CHECKPOINT_META
+
+    meta = Path(adapter).expanduser() / CHECKPOINT_META
+    if not meta.is_file():
+        return ""
+    config = json.loads(meta.read_text(encoding="utf-8")).get("config", {})
+    return str(config.get("rollout", {}).get("reply_prefix", ""))
 
 
 def _load_adapter(model: Any, adapter: str | os.PathLike[str], *, merge: bool) -> Any:

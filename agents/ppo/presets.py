@@ -18,6 +18,7 @@ from agents.ppo.config import (
     RolloutSettings,
     TrainConfig,
 )
+from agents.prompts import SMOLLM2_REPLY_PREFIX
 
 __all__ = ["PRESETS", "preset"]
 
@@ -76,6 +77,7 @@ def _smollm2_135m() -> TrainConfig:
             max_episode_tokens=1024,
             generation_batch_size=4,
             forward_batch_size=2,
+            reply_prefix=SMOLLM2_REPLY_PREFIX,
         ),
         env=EnvSettings(max_questions=3),
         log=LogSettings(output_dir="runs/ppo-smollm2-135m", updates=3, save_every=1),

@@ -16,6 +16,9 @@ The incremental sequence equals the tokenization of the whole chat whenever the 
 canonical tokenization of the question the env received (tests check this on the tiny and the
 real Qwen2.5 tokenizers); turns where it is not (extra text around a question, an unusual token
 split) are counted in ``Episode.noncanonical_turns``.
+
+``RolloutSettings.reply_prefix`` (a prefill such as ``"Question: What"``, empty by default)
+ends every generation prompt as context tokens; the env receives prefix + sampled text.
 """
 
 from __future__ import annotations
@@ -267,7 +270,7 @@ def play_episodes(
                     logprobs=sampled_logp,
                 )
                 texts = [
-                    _take_reply(s, r, tokenizer, stop_ids)
+                    _take_reply(s, r, tokenizer, stop_ids, settings.reply_prefix)
                     for s, r in zip(live, replies, strict=True)
                 ]
                 for s, reply, logp in zip(live, replies, sampled_logp, strict=False):
@@ -296,7 +299,7 @@ def _reset(
     env: gym.Env, seed: int, task_id: str | None, tokenizer: Any, settings: RolloutSettings
 ) -> _Live:
     obs, info = env.reset(seed=seed, options={"task_id": task_id} if task_id else None)
-    text = render(tokenizer, observation_to_messages(obs))
+    text = render(tokenizer, observation_to_messages(obs)) + settings.reply_prefix
     tokens = encode(tokenizer, text)
     if len(tokens) + settings.max_new_tokens > settings.max_episode_tokens:
         raise ValueError(
@@ -309,11 +312,14 @@ def _reset(
     return _Live(env, episode, text)
 
 
-def _take_reply(s: _Live, reply: list[int], tokenizer: Any, stop_ids: Sequence[int]) -> str:
-    """Append a sampled reply to the episode; its text without the end-of-turn token."""
+def _take_reply(
+    s: _Live, reply: list[int], tokenizer: Any, stop_ids: Sequence[int], prefix: str = ""
+) -> str:
+    """Append a sampled reply to the episode; its text (after the reply prefix, which the
+    prompt already holds) without the end-of-turn token."""
     s.episode.extend(reply, policy=True)
     content = reply[:-1] if reply and reply[-1] in stop_ids else reply
-    text = tokenizer.decode(content, skip_special_tokens=True)
+    text = prefix + tokenizer.decode(content, skip_special_tokens=True)
     s.episode.replies.append(text)
     return text
 
@@ -340,16 +346,23 @@ def _after_step(
     # The chat of the next turn, as the benchmark agent renders it from the observation.
     ended_turn = reply[-1] in stop_ids
     content = reply[:-1] if ended_turn else reply
-    next_text = render(tokenizer, observation_to_messages(obs))
+    # The prompt ended with the reply prefix; the re-rendered chat holds the parsed question.
+    prefix = settings.reply_prefix
+    before = s.text[: len(s.text) - len(prefix)]
+    next_text = render(tokenizer, observation_to_messages(obs)) + prefix
     question = info["dialogue"][-2]["content"]  # the question as the env recorded it
-    delta = next_text[len(s.text) :]
-    if not next_text.startswith(s.text) or not delta.startswith(question):
+    delta = next_text[len(before) :]
+    if not next_text.startswith(before) or not delta.startswith(question):
         raise RuntimeError(
             "the chat template re-renders earlier turns, so an episode cannot be tokenized "
             "incrementally; use a template whose output only grows turn by turn (ChatML)"
         )
     tail = delta[len(question) :]  # end of the assistant turn, the user's answer, next prompt
-    canonical = content == encode(tokenizer, question)
+    canonical = (
+        prefix + tokenizer.decode(content, skip_special_tokens=True) == question
+        if prefix
+        else content == encode(tokenizer, question)
+    )
     end_text = tokenizer.decode(reply[-1:]) if ended_turn else ""
     if ended_turn and tail.startswith(end_text):
         tail = tail[len(end_text) :]

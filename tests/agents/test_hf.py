@@ -108,6 +108,25 @@ def test_lora_adapter_folder_loads_and_changes_the_model(model_dir, tmp_path, ob
         make_agent(f"hf:{model_dir}@{tmp_path}")
 
 
+def test_reply_prefix_ends_the_prompt_starts_the_reply_and_comes_from_a_ppo_adapter(
+    model_dir, tmp_path, observations
+):
+    plain = make_agent(f"hf:{model_dir}", max_new_tokens=6)
+    prefixed = make_agent(f"hf:{model_dir}", max_new_tokens=6, reply_prefix="Question: What")
+    assert prefixed.prompts(observations[:1])[0] == plain.prompts(observations[:1])[0] + (
+        "Question: What"
+    )
+    assert all(r.startswith("Question: What") for r in prefixed.generate(observations))
+    assert prefixed.describe()["reply_prefix"] == "Question: What"
+    assert "reply_prefix" not in plain.describe()
+    from agents.hf import _trained_reply_prefix
+
+    assert _trained_reply_prefix(None) == "" == _trained_reply_prefix(str(tmp_path))
+    config = {"rollout": {"reply_prefix": "To write this well, I need to know: what"}}
+    (tmp_path / "clarify_gym_ppo.json").write_text(json.dumps({"config": config}))
+    assert _trained_reply_prefix(str(tmp_path)) == "To write this well, I need to know: what"
+
+
 def test_resolve_dtype_and_bad_arguments(model_dir):
     assert resolve_dtype("bfloat16") is torch.bfloat16
     assert resolve_dtype("auto") in (torch.bfloat16, torch.float32)

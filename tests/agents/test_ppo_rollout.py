@@ -190,3 +190,23 @@ def test_sampling_is_reproducible_and_stops_at_the_stop_token(tiny_model):
     stopped = draw(0, [stop])
     for full, reply in zip(first, stopped, strict=True):
         assert reply == (full[: full.index(stop) + 1] if stop in full else full)
+
+
+def test_reply_prefix_ends_each_prompt_as_context_and_starts_each_question(monkeypatch):
+    tokenizer = load_tokenizer(resolve_base("tiny"))
+    prefix = "Question: What"
+    tails = [" sections must the output contain?", " steps should I follow?"]
+    settings = RolloutSettings(max_new_tokens=64, max_episode_tokens=4096, reply_prefix=prefix)
+    episodes, envs = play(tokenizer, monkeypatch, tails, seeds=(0,), settings=settings,
+                          max_questions=2)  # fmt: skip
+    episode, state = episodes[0], envs[0].unwrapped.state
+    # parse_reply drops the "Question:" lead-in; the env gets the prefill's "What" + the sample
+    assert [t.question for t in state.turns] == ["What" + t for t in tails]
+    assert episode.replies == [prefix + t for t in tails]
+    policy = [t for t, m in zip(episode.tokens, episode.policy_mask, strict=True) if m]
+    assert tokenizer.decode(policy) == "".join(t + "<|im_end|>" for t in tails)
+    # every generation prompt ends with the prefix, which is context, not a policy token
+    context = tokenizer.decode(episode.tokens)
+    assert context.count("<|im_start|>assistant\n" + prefix) == 2
+    first = render(tokenizer, observation_to_messages(format_observation(state)))
+    assert tokenizer.decode(episode.tokens).startswith(first.split("<|im_start|>assistant")[0])
