@@ -18,7 +18,6 @@ to batch episodes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import zlib
@@ -299,17 +298,12 @@ def _ppo_checkpoint(model: Any) -> str | None:
 
 
 def _trained_reply_prefix(adapter: str | None) -> str:
-    """The ``rollout.reply_prefix`` in a PPO adapter folder's ``clarify_gym_ppo.json`` ("" when
-    there is none)."""
+    """The reply prefix a PPO adapter folder was trained with ("" without one)."""
     if adapter is None:
         return ""
-    from agents.ppo.checkpoint import CHECKPOINT_META
+    from agents.ppo.checkpoint import checkpoint_reply_prefix
 
-    meta = Path(adapter).expanduser() / CHECKPOINT_META
-    if not meta.is_file():
-        return ""
-    config = json.loads(meta.read_text(encoding="utf-8")).get("config", {})
-    return str(config.get("rollout", {}).get("reply_prefix", ""))
+    return checkpoint_reply_prefix(adapter)
 
 
 def _load_adapter(model: Any, adapter: str | os.PathLike[str], *, merge: bool) -> Any:

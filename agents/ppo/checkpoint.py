@@ -42,6 +42,7 @@ __all__ = [
     "CheckpointError",
     "capture_rng",
     "checkpoint_base_model",
+    "checkpoint_reply_prefix",
     "find_checkpoint",
     "list_checkpoints",
     "load_trainable_weights",
@@ -335,3 +336,13 @@ def checkpoint_base_model(folder: str | os.PathLike[str]) -> str | None:
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     local = meta.get("base_model_path")
     return local if local and Path(local).is_dir() else str(meta["base_model"])
+
+
+def checkpoint_reply_prefix(folder: str | os.PathLike[str]) -> str:
+    """The ``rollout.reply_prefix`` a checkpoint (or exported adapter) folder was trained with;
+    "" when ``folder`` is no checkpoint or its config has none."""
+    meta_file = Path(folder).expanduser() / CHECKPOINT_META
+    if not meta_file.is_file():
+        return ""
+    config = json.loads(meta_file.read_text(encoding="utf-8")).get("config", {})
+    return str(config.get("rollout", {}).get("reply_prefix", ""))
