@@ -8,6 +8,10 @@ frozen policy (the same model with its adapter never updated: the base), on the 
 Both start every reply with the preset's prefill (``--reply-prefix``, see
 :data:`agents.prompts.SMOLLM2_REPLY_PREFIX`), without which greedy SmolLM2 does not ask.
 
+Training samples at ``--temperature`` (the preset's 1.0 by default) and PPO optimises
+``softmax(logits / T)``, whose argmax is the greedy policy that is tested, so a lower T trains a
+distribution closer to the one measured.
+
 Greedy decoding and the offline user are deterministic, so the frozen control's test episodes
 are one evaluation shared by all training seeds. The statistic is the paired difference in
 hidden coverage per test task (the task is the unit, as in :mod:`benchmarks.summary`: each
@@ -102,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         "('' for none)",
     )
     add("--max-episode-tokens", type=int, default=2048)
+    add(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="training sampling temperature (PPO optimises softmax(logits / T); the test "
+        "episodes are greedy either way)",
+    )
     add("--lr-actor", type=float, default=1e-4)
     add("--lr-critic", type=float, default=1e-3)
     add("--kl-coef", type=float, default=1e-3)
@@ -155,6 +166,7 @@ def train_config(args: argparse.Namespace, reward: str, seed: int) -> Any:
         max_new_tokens=args.max_new_tokens,
         reply_prefix=args.reply_prefix,
         max_episode_tokens=args.max_episode_tokens,
+        temperature=args.temperature,
         generation_batch_size=args.episodes_per_batch,
         forward_batch_size=args.micro_batch_size,
         updates=args.updates,

@@ -81,6 +81,15 @@ def test_rerun_resumes_without_redoing_and_other_settings_are_refused(finished, 
     assert learn_ppo.main(_argv(finished, updates=3)) == 2
     assert "updates: 2 in the run folder, 3 now" in capsys.readouterr().err
     assert learn_ppo.main(_argv(finished, rewards="binary")) == 2
+    assert learn_ppo.main(_argv(finished, temperature=0.5)) == 2  # another sampling temperature
+    assert "temperature: 1.0 in the run folder, 0.5 now" in capsys.readouterr().err
+
+
+def test_the_training_temperature_reaches_the_rollout_settings(tmp_path):
+    args = learn_ppo.build_parser().parse_args(_argv(tmp_path, temperature=0.5))
+    cfg = learn_ppo.train_config(args, "new-info", 0)
+    assert cfg.rollout.temperature == 0.5 and cfg.env.env_id == "ProactiveGather-v1"
+    assert learn_ppo.settings_of(args)["temperature"] == 0.5
 
 
 def test_a_killed_evaluation_redoes_only_the_missing_episodes(finished, tmp_path):
