@@ -63,7 +63,9 @@ from benchmarks.summary import mean_ci
 
 REWARDS = {"new-info": "ProactiveGather-v1", "paper": "ProactiveGatherPaper-v1"}
 RESULTS = Path(__file__).parent / "results"
-METRICS = ("env/hidden_coverage", "env/paper_reward", "env/new_info", "env/questions")
+METRICS = (
+    "env/hidden_coverage", "env/paper_reward", "env/new_info", "env/questions", "distinct_replies"
+)  # fmt: skip
 TARGET_COVERAGE = 0.22
 TARGET_WALL_S = 3600.0
 _ADAPTER_SKIP = ("trainer_state.rank",)  # optimizer state: large, and not needed to play
@@ -278,12 +280,21 @@ def run_one(
     rows[:] = read_results(writer.path)
 
 
+def _value(row: dict[str, Any], key: str) -> Any:
+    """A metric of a test episode; ``distinct_replies`` (how many different messages it sent,
+    1 when a greedy policy repeats itself) is counted from its replies."""
+    if key == "distinct_replies":
+        return len(set(row["replies"])) if isinstance(row.get("replies"), list) else None
+    return row.get(key)
+
+
 def _per_task(rows: list[dict[str, Any]], agents: set[str], key: str) -> dict[str, float]:
     """Per test task, the mean of ``key`` over the episodes of ``agents``."""
     by_task: dict[str, list[float]] = {}
     for r in rows:
-        if r["agent"] in agents and isinstance(r.get(key), int | float):
-            by_task.setdefault(r["task_id"], []).append(float(r[key]))
+        value = _value(r, key)
+        if r["agent"] in agents and isinstance(value, int | float):
+            by_task.setdefault(r["task_id"], []).append(float(value))
     return {t: math.fsum(v) / len(v) for t, v in by_task.items()}
 
 

@@ -44,6 +44,8 @@ def test_writes_episodes_summary_metrics_and_adapters(finished, capsys):
         assert part["test_tasks"] == 3 and part["paired_diff_hidden_coverage"]["n"] == 3
         assert set(part["seeds"]) == {"0", "1"} and part["seeds"]["0"]["updates"] == 2
         assert 0 <= part["trained"]["env/hidden_coverage"] <= 1
+        for policy in ("frozen", "trained"):  # different messages per episode, of 2 questions
+            assert 1 <= part[policy]["distinct_replies"] <= 2
         assert set(part["targets"]) == {"ci_excludes_0", "coverage_ge_0.22", "wall_le_60min"}
         for seed in (0, 1):
             metrics = (out / f"{reward}-seed{seed}" / "metrics.jsonl").read_text().splitlines()
