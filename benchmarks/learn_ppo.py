@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="training sampling temperature (PPO optimises softmax(logits / T); the test "
         "episodes are greedy either way)",
     )
+    add(
+        "--turn-gamma",
+        type=float,
+        default=1.0,
+        help="discount across each user answer (1: a question is credited with every later "
+        "question's reward, the paper's gamma = 1; 0: with the new information it drew itself)",
+    )
     add("--lr-actor", type=float, default=1e-4)
     add("--lr-critic", type=float, default=1e-3)
     add("--kl-coef", type=float, default=1e-3)
@@ -169,6 +176,7 @@ def train_config(args: argparse.Namespace, reward: str, seed: int) -> Any:
         reply_prefix=args.reply_prefix,
         max_episode_tokens=args.max_episode_tokens,
         temperature=args.temperature,
+        turn_gamma=args.turn_gamma,
         generation_batch_size=args.episodes_per_batch,
         forward_batch_size=args.micro_batch_size,
         updates=args.updates,

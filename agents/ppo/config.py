@@ -121,6 +121,8 @@ class PPOSettings:
     """Discount per policy token."""
     lam: float = 1.0
     """GAE lambda."""
+    turn_gamma: float = 1.0
+    """Extra discount across each user answer (1: the paper's; 0: a reply earns only its own reward)."""
     kl_coef: float = 0.001
     """Initial beta of the per-token KL(policy || reference) penalty."""
     adaptive_kl: bool = False
@@ -158,7 +160,10 @@ class PPOSettings:
         _check(
             0 < self.clip_ratio < 1 and self.clip_value > 0, "clip_ratio in (0, 1), clip_value > 0"
         )
-        _check(0 <= self.gamma <= 1 and 0 <= self.lam <= 1, "gamma and lam must be in [0, 1]")
+        _check(
+            0 <= self.gamma <= 1 and 0 <= self.lam <= 1 and 0 <= self.turn_gamma <= 1,
+            "gamma, lam and turn_gamma must be in [0, 1]",
+        )
         _check(self.kl_coef >= 0 and self.target_kl > 0, "kl_coef >= 0 and target_kl > 0")
         _check(self.lr_actor > 0 and self.lr_critic > 0, "learning rates must be > 0")
         _check(

@@ -111,31 +111,41 @@ def compute_gae(
     mask: torch.Tensor,
     gamma: float,
     lam: float,
+    turn_gamma: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over the policy tokens of each episode.
 
     Positions outside ``mask`` (prompt, the user's answers, padding) are skipped: the policy
     token before an answer bootstraps from the value of the next policy token after it, as if
-    the environment's tokens were part of one transition. The value after the last policy token
-    is 0 (the episode is over). Returns ``(advantages, returns)``, 0 outside the mask.
+    the environment's tokens were part of one transition, discounted by ``gamma * turn_gamma``
+    (``turn_gamma`` = 0: each reply is credited with its own rewards only). The value after the
+    last policy token is 0 (the episode is over). Returns ``(advantages, returns)``, 0 outside
+    the mask.
 
     >>> adv, ret = compute_gae(torch.tensor([[0.0, 9.0, 1.0]]), torch.tensor([[0.5, 9.0, 0.2]]),
     ...                        torch.tensor([[True, False, True]]), gamma=1.0, lam=1.0)
     >>> adv, ret
     (tensor([[0.5000, 0.0000, 0.8000]]), tensor([[1., 0., 1.]]))
+    >>> adv, ret = compute_gae(torch.tensor([[0.0, 9.0, 1.0]]), torch.tensor([[0.5, 9.0, 0.2]]),
+    ...                        torch.tensor([[True, False, True]]), 1.0, 1.0, turn_gamma=0.0)
+    >>> adv, ret
+    (tensor([[-0.5000,  0.0000,  0.8000]]), tensor([[0., 0., 1.]]))
     """
     mask = mask.bool()
     batch, length = rewards.shape
     advantages = torch.zeros_like(rewards)
     last_gae = rewards.new_zeros(batch)
     next_value = rewards.new_zeros(batch)
+    next_is_policy = torch.zeros(batch, dtype=torch.bool, device=mask.device)  # is t + 1 in mask
     for t in reversed(range(length)):
         m = mask[:, t]
-        delta = rewards[:, t] + gamma * next_value - values[:, t]
-        gae = delta + gamma * lam * last_gae
+        g = torch.where(next_is_policy, gamma, gamma * turn_gamma).to(rewards.dtype)  # (B,)
+        delta = rewards[:, t] + g * next_value - values[:, t]
+        gae = delta + g * lam * last_gae
         last_gae = torch.where(m, gae, last_gae)
         next_value = torch.where(m, values[:, t], next_value)
         advantages[:, t] = torch.where(m, gae, torch.zeros_like(gae))
+        next_is_policy = m
     returns = torch.where(mask, advantages + values, torch.zeros_like(values))
     return advantages, returns
 

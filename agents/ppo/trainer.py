@@ -256,7 +256,7 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
 
     # 4. advantages: GAE over the policy tokens (env tokens skipped), whitened over the whole
     #    batch (statistics summed over all processes)
-    advantages, returns = compute_gae(rewards, values, mask, p.gamma, p.lam)  # (B, T)
+    advantages, returns = compute_gae(rewards, values, mask, p.gamma, p.lam, p.turn_gamma)  # (B, T)
     if p.whiten_advantages:
         advantages = masked_whiten(advantages, mask, all_reduce=_sum_over_processes(acc))
 

@@ -78,6 +78,23 @@ def test_gae_equals_textbook_gae_on_the_policy_tokens_alone():
         assert (adv[row][~mask[row]] == 0).all() and (ret[row][~mask[row]] == 0).all()
 
 
+def test_turn_gamma_discounts_only_across_the_users_answers():
+    # [prompt, q1, q1 last, answer, answer, q2, q2 last, padding]: two replies of two tokens
+    mask = torch.tensor([[False, True, True, False, False, True, True, False]])
+    rewards = torch.tensor([[0.0, -0.1, 1.0, 0.0, 0.0, -0.1, 0.5, 0.0]])
+    values = torch.tensor([[9.0, 0.2, 0.4, 9.0, 9.0, 0.3, 0.1, 9.0]])
+    same = compute_gae(rewards, values, mask, gamma=1.0, lam=1.0, turn_gamma=1.0)
+    default = compute_gae(rewards, values, mask, 1.0, 1.0)
+    assert all(torch.equal(a, b) for a, b in zip(same, default, strict=True))
+    adv, ret = compute_gae(rewards, values, mask, gamma=1.0, lam=1.0, turn_gamma=0.0)
+    # each reply's return is its own rewards: q1 -0.1 + 1.0, q2 -0.1 + 0.5
+    assert ret[0].tolist() == pytest.approx([0, 0.9, 1.0, 0, 0, 0.4, 0.5, 0], abs=1e-6)
+    assert adv[0].tolist() == pytest.approx([0, 0.7, 0.6, 0, 0, 0.1, 0.4, 0], abs=1e-6)
+    half = compute_gae(rewards, values, mask, gamma=1.0, lam=1.0, turn_gamma=0.5)[1]
+    assert half[0, 2].item() == pytest.approx(1.0 + 0.5 * 0.4)  # the next reply's return, halved
+    assert half[0, 1].item() == pytest.approx(-0.1 + 1.0 + 0.5 * 0.4)
+
+
 def test_token_rewards_kl_penalty_only_on_policy_tokens():
     env = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
     logp = torch.tensor([[-1.0, -2.0, -1.0, NAN]])

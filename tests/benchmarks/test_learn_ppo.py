@@ -92,6 +92,8 @@ def test_the_training_temperature_reaches_the_rollout_settings(tmp_path):
     cfg = learn_ppo.train_config(args, "new-info", 0)
     assert cfg.rollout.temperature == 0.5 and cfg.env.env_id == "ProactiveGather-v1"
     assert learn_ppo.settings_of(args)["temperature"] == 0.5
+    args = learn_ppo.build_parser().parse_args(_argv(tmp_path, **{"turn-gamma": 0.0}))
+    assert learn_ppo.train_config(args, "new-info", 0).ppo.turn_gamma == 0.0
 
 
 def test_a_killed_evaluation_redoes_only_the_missing_episodes(finished, tmp_path):
