@@ -13,7 +13,11 @@ Training samples at ``--temperature`` (the preset's 1.0 by default) and PPO opti
 distribution closer to the one measured.
 
 Greedy decoding and the offline user are deterministic, so the frozen control's test episodes
-are one evaluation shared by all training seeds. The statistic is the paired difference in
+are one evaluation shared by all training seeds. ``--eval-temperature T`` samples the test
+episodes at T instead (the policy that was trained, rather than its argmax), with one torch
+generator per ``--eval-seeds`` seed, seeded by it: give several eval seeds for several samples
+per task. ``--adapters <results>/learn_ppo`` evaluates the adapters of an earlier run, with its
+stored training settings, instead of training (``--runs-dir`` is then unused). The statistic is the paired difference in
 hidden coverage per test task (the task is the unit, as in :mod:`benchmarks.summary`: each
 task's episodes are averaged over training and eval seeds first), with Student's t 95 % CI.
 
@@ -46,6 +50,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
     add("--rewards", default="new-info,paper", help=f"comma-separated, of {sorted(REWARDS)}")
     add("--seeds", type=_seeds, default=[0, 1], help="training seeds, e.g. 0,1")
     add("--eval-seeds", type=_seeds, default=[0], help="env seeds of the test episodes")
+    add(
+        "--eval-temperature",
+        type=float,
+        default=0.0,
+        help="0: greedy test episodes; above 0, sampled at this temperature (one torch "
+        "generator per eval seed, seeded by it, so a rerun draws the same tokens)",
+    )
+    add(
+        "--adapters",
+        type=Path,
+        default=None,
+        help="evaluate the adapters stored in this earlier results folder (its learn_ppo/, "
+        "holding settings.json and <reward>-seed<s>/adapter) instead of training; its "
+        "training settings are adopted, the eval flags and --dtype are this run's",
+    )
     add("--eval-tasks", type=int, default=0, help="only the first N test tasks (0: all)")
     add("--tasks", default="sample", help="task source with train and test splits")
     add("--updates", type=int, default=30, help="PPO updates per training run")
@@ -113,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="training sampling temperature (PPO optimises softmax(logits / T); the test "
-        "episodes are greedy either way)",
+        "episodes are greedy unless --eval-temperature is set)",
     )
     add(
         "--turn-gamma",
@@ -143,10 +163,43 @@ def build_parser() -> argparse.ArgumentParser:
 EXTENDABLE = ("rewards", "seeds")
 
 
+#: Flags of the test episodes, which ``--adapters`` does not take from the stored run.
+EVAL_FLAGS = ("eval_seeds", "eval_tasks", "eval_temperature", "adapters", "dtype", "tasks")
+
+
 def settings_of(args: argparse.Namespace) -> dict[str, Any]:
     """The flags that shape results (a resumed run must match them, :data:`EXTENDABLE` aside)."""
     skip = {"threads", "runs_dir", "results_dir", "no_plot"}
-    return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
+    return {
+        k: str(v) if isinstance(v, Path) else v
+        for k, v in sorted(vars(args).items())
+        if k not in skip
+    }
+
+
+def adopt_stored_settings(args: argparse.Namespace) -> str | None:
+    """With ``--adapters``, take the stored run's training settings into ``args`` (its rewards
+    and seeds only where the user gave none of their own); an error line when it has none."""
+    meta = args.adapters / "settings.json"
+    if not meta.is_file():
+        return (f"--adapters {args.adapters}: no settings.json there; pass the learn_ppo/ folder "
+                "of an earlier results folder, e.g. benchmarks/results/learn_ppo")  # fmt: skip
+    stored = json.loads(meta.read_text())["settings"]
+    defaults = build_parser().parse_args([])
+    for key, value in stored.items():
+        if key in EVAL_FLAGS or not hasattr(args, key):
+            continue
+        if key in EXTENDABLE and getattr(args, key) != getattr(defaults, key):
+            continue  # the user picked a subset of the stored runs
+        setattr(args, key, value)
+    missing = [
+        f"{r}-seed{s}" for r in _csv(args.rewards) for s in args.seeds
+        if not (args.adapters / f"{r}-seed{s}" / "adapter").is_dir()
+    ]  # fmt: skip
+    if missing:
+        return (f"--adapters {args.adapters} has no adapter for {', '.join(missing)}; "
+                "pass --rewards and --seeds of runs it holds")  # fmt: skip
+    return None
 
 
 def _shared(settings: dict[str, Any]) -> dict[str, Any]:
@@ -201,36 +254,51 @@ def eval_plan(args: argparse.Namespace) -> list[tuple[str, int]]:
 
 
 def evaluate_policy(
-    model: Any, tokenizer: Any, cfg: Any, plan: list[tuple[str, int]], *, frozen: bool
-) -> list[dict[str, Any]]:
-    """Greedy test episodes of the policy (``frozen``: with its adapter disabled)."""
+    model: Any,
+    tokenizer: Any,
+    cfg: Any,
+    plan: list[tuple[str, int]],
+    *,
+    frozen: bool,
+    temperature: float = 0.0,
+) -> Iterator[dict[str, Any]]:
+    """Test episodes of the policy (``frozen``: with its adapter disabled), as rows: greedy at
+    ``temperature`` 0 (in one go), else sampled at it, the episodes of each env seed together
+    with a torch generator seeded by that seed (the frozen and the trained policy draw from the
+    same stream), yielded as each seed's episodes finish."""
     import contextlib
+    import dataclasses
 
     import gymnasium as gym
+    import torch
 
     from agents.models import stop_token_ids
     from agents.ppo.rollout import play_episodes
 
+    greedy = temperature == 0
+    settings = cfg.rollout if greedy else dataclasses.replace(cfg.rollout, temperature=temperature)
+    groups = [plan] if greedy else [[e for e in plan if e[1] == s] for s in dict.fromkeys(
+        s for _, s in plan)]  # fmt: skip
+    device = next(model.parameters()).device
     kwargs = {**cfg.env.make_kwargs(), "split": "test"}
-    envs = [gym.make(cfg.env.env_id, **kwargs) for _ in range(min(len(plan), 16))]
+    envs = [gym.make(cfg.env.env_id, **kwargs) for _ in range(min(max(map(len, groups)), 16))]
     model.eval()
-    guard = model.adapter_disabled() if frozen else contextlib.nullcontext()
+    guard = model.adapter_disabled if frozen else contextlib.nullcontext
     try:
-        with guard:
-            episodes = play_episodes(
-                model, tokenizer, envs, [s for _, s in plan], cfg.rollout,
-                stop_ids=stop_token_ids(tokenizer, model.causal_lm), generator=None,
-                device=next(model.parameters()).device, greedy=True,
-                task_ids=[t for t, _ in plan],
-            )  # fmt: skip
+        for group in groups:
+            generator = None if greedy else torch.Generator(device).manual_seed(group[0][1])
+            with guard():
+                episodes = play_episodes(
+                    model, tokenizer, envs, [s for _, s in group], settings,
+                    stop_ids=stop_token_ids(tokenizer, model.causal_lm), generator=generator,
+                    device=device, greedy=greedy, task_ids=[t for t, _ in group],
+                )  # fmt: skip
+            for e in episodes:
+                yield {"task_id": e.task_id, "seed": e.seed, "env/return": e.env_return,
+                       **e.metrics, "replies": e.replies}  # fmt: skip
     finally:
         for env in envs:
             env.close()
-    return [
-        {"task_id": e.task_id, "seed": e.seed, "env/return": e.env_return, **e.metrics,
-         "replies": e.replies}
-        for e in episodes
-    ]  # fmt: skip
 
 
 def _have(rows: list[dict[str, Any]], agent: str) -> set[tuple[str, int]]:
@@ -269,20 +337,31 @@ def run_one(
     if _done(rows, agent, plan) and _done(rows, frozen, plan):
         return
     cfg = train_config(args, reward, seed)
-    run = Path(cfg.log.output_dir)
-    started = time.perf_counter()
-    result = train(cfg, resume=run if list_checkpoints(run) else None)
-    print(f"{agent}: trained ({time.perf_counter() - started:.0f} s this call)", file=sys.stderr)
     folder = out / f"{reward}-seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run / "metrics.jsonl", folder / "metrics.jsonl")
-    final = list_checkpoints(run)[-1]
-    _export_adapter(final, folder / "adapter")
+    if args.adapters:  # evaluate a stored run: its adapter and training metrics
+        from agents.ppo.checkpoint import load_trainable_weights
+        from agents.ppo.model import build_policy_value_model
+
+        stored = args.adapters / f"{reward}-seed{seed}"
+        model, tokenizer, _ = build_policy_value_model(cfg.model, cfg.lora)
+        load_trainable_weights(model, stored / "adapter")
+        shutil.copyfile(stored / "metrics.jsonl", folder / "metrics.jsonl")
+    else:
+        run = Path(cfg.log.output_dir)
+        started = time.perf_counter()
+        result = train(cfg, resume=run if list_checkpoints(run) else None)
+        print(f"{agent}: trained ({time.perf_counter() - started:.0f} s this call)",
+              file=sys.stderr)  # fmt: skip
+        model, tokenizer = result.model, result.tokenizer
+        shutil.copyfile(run / "metrics.jsonl", folder / "metrics.jsonl")
+        _export_adapter(list_checkpoints(run)[-1], folder / "adapter")
     for name, is_frozen in ((agent, False), (frozen, True)):  # frozen: shared by all seeds
         have = _have(rows, name)
         todo = [e for e in plan if e not in have]  # a killed evaluation redoes only the rest
         if todo:
-            for row in evaluate_policy(result.model, result.tokenizer, cfg, todo, frozen=is_frozen):
+            for row in evaluate_policy(model, tokenizer, cfg, todo, frozen=is_frozen,
+                                       temperature=args.eval_temperature):  # fmt: skip
                 extra = {} if is_frozen else {"train_seed": seed}
                 writer.write({"agent": name, "reward": reward, **extra, **row})
     rows[:] = read_results(writer.path)
@@ -408,6 +487,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"learn_ppo: error: --rewards takes {sorted(REWARDS)} and --seeds at least one "
               f"seed (got rewards {args.rewards!r}, seeds {args.seeds})", file=sys.stderr)  # fmt: skip
         return 2
+    if args.eval_temperature < 0:
+        print(f"learn_ppo: error: --eval-temperature must be >= 0 (0: greedy), got "
+              f"{args.eval_temperature}", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.adapters:
+        problem = adopt_stored_settings(args)
+        if problem:
+            print(f"learn_ppo: error: {problem}", file=sys.stderr)
+            return 2
     import logging
 
     import torch

@@ -112,3 +112,56 @@ def test_a_killed_evaluation_redoes_only_the_missing_episodes(finished, tmp_path
     keys = [(r["agent"], r["task_id"], r["seed"]) for r in rows]
     assert len(keys) == len(set(keys)) == 6 * 3  # the one missing episode, once
     assert rows[-1] == json.loads(lines[drop])  # greedy and deterministic: the same episode
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _replies(rows):
+    return {(r["agent"], r["task_id"], r["seed"]): r["replies"] for r in rows}
+
+
+def _reeval_argv(tmp_path, src, name, *extra):
+    return ["--adapters", str(src), "--dtype", "float32", "--eval-tasks", "3", "--no-plot",
+            "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / name), *extra]  # fmt: skip
+
+
+def test_stored_adapters_replay_their_greedy_episodes_without_training(finished, tmp_path):
+    src = finished / "results" / "learn_ppo"
+    with one_thread():
+        assert learn_ppo.main(_reeval_argv(tmp_path, src, "greedy")) == 0
+    assert not (tmp_path / "runs").exists()  # nothing was trained
+    rows = _rows(tmp_path / "greedy" / "learn_ppo" / "episodes.jsonl")
+    assert _replies(rows) == _replies(_rows(src / "episodes.jsonl"))  # the same policies
+    report = json.loads((tmp_path / "greedy" / "learn_ppo.json").read_text())
+    assert report["settings"]["adapters"] == str(src) and report["settings"]["updates"] == 2
+    assert report["rewards"]["paper"]["seeds"]["1"]["updates"] == 2  # the stored run's metrics
+
+
+def test_sampled_test_episodes_are_reproducible_per_eval_seed(finished, tmp_path):
+    src = finished / "results" / "learn_ppo"
+    extra = ("--eval-temperature", "1", "--eval-seeds", "0,1", "--rewards", "new-info",
+             "--seeds", "0")  # fmt: skip
+    with one_thread():
+        assert learn_ppo.main(_reeval_argv(tmp_path, src, "a", *extra)) == 0
+        assert learn_ppo.main(_reeval_argv(tmp_path, src, "b", *extra)) == 0
+    a = _rows(tmp_path / "a" / "learn_ppo" / "episodes.jsonl")
+    b = _rows(tmp_path / "b" / "learn_ppo" / "episodes.jsonl")
+    assert len(a) == 2 * 3 * 2  # (trained, frozen) x 3 tasks x 2 eval seeds
+    assert _replies(a) == _replies(b)  # seeded by the eval seed: a rerun draws the same tokens
+    greedy = _replies(_rows(src / "episodes.jsonl"))
+    sampled = _replies(a)
+    assert any(sampled[k] != greedy[k] for k in greedy if k in sampled)  # it did sample
+    report = json.loads((tmp_path / "a" / "learn_ppo.json").read_text())
+    assert report["settings"]["eval_temperature"] == 1.0 and list(report["rewards"]) == ["new-info"]
+
+
+def test_bad_re_evaluation_flags_get_one_line(finished, tmp_path, capsys):
+    src = finished / "results" / "learn_ppo"
+    assert learn_ppo.main(_reeval_argv(tmp_path, tmp_path, "x")) == 2
+    assert "no settings.json there" in capsys.readouterr().err
+    assert learn_ppo.main(_reeval_argv(tmp_path, src, "x", "--seeds", "7")) == 2
+    assert "no adapter for new-info-seed7, paper-seed7" in capsys.readouterr().err
+    assert learn_ppo.main(_reeval_argv(tmp_path, src, "x", "--eval-temperature", "-1")) == 2
+    assert "--eval-temperature must be >= 0" in capsys.readouterr().err
