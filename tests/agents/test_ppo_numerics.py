@@ -129,3 +129,46 @@ def test_the_update_does_not_depend_on_the_micro_batch_split(tmp_path):
         for key in keys:
             got, want = results[micro].history[0][key], results[4].history[0][key]
             assert got == pytest.approx(want, rel=1e-5, abs=1e-9), (micro, key)
+
+
+def _saved_bytes(model, ids, attn, mask) -> tuple[int, torch.Tensor]:
+    """Bytes of the distinct backbone activations autograd keeps for the backward pass of one
+    forward (not weights, and not the float32 LM head's vocabulary-wide tensors)."""
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    vocab = model.causal_lm.config.vocab_size
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in weights and vocab not in t.shape:
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        logprobs, _, _ = model(ids, attn, mask)
+    return sum(seen.values()), logprobs
+
+
+def test_a_bf16_base_runs_lora_in_bf16_and_saves_no_float32_copies_of_its_inputs():
+    torch.manual_seed(0)
+    model, _, _ = build_policy_value_model(
+        ModelSettings("tiny", None, "bfloat16", False), LoraSettings(lora_r=4)
+    )
+    for p in model.actor_parameters():  # a trained adapter (lora_B starts at 0)
+        torch.nn.init.normal_(p, std=0.05)
+    assert {p.dtype for p in model.actor_parameters()} == {torch.float32}  # master weights
+    model.train()
+    ids = torch.randint(0, 100, (2, 24))
+    attn, mask = torch.ones_like(ids), torch.zeros_like(ids, dtype=torch.bool)
+    mask[:, 12:] = True
+    ours, logp = _saved_bytes(model, ids, attn, mask)
+    model.lora_in_base_dtype = False  # peft's default: each LoRA input cast to float32
+    peft_default, logp_fp32_lora = _saved_bytes(model, ids, attn, mask)
+    assert ours < 0.8 * peft_default
+    assert (logp - logp_fp32_lora).abs().max() < 0.25  # the same policy, to bf16 rounding
+    assert all(layer.cast_input_dtype_enabled for layer in model._tuner_layers)  # restored
+    model.lora_in_base_dtype = True
+    logp, _, _ = model(ids, attn, mask)
+    logp[mask].sum().backward()  # gradients reach the float32 LoRA weights
+    grads = [p.grad for p in model.actor_parameters()]
+    assert all(g is not None and g.dtype == torch.float32 for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
