@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ours, peft = (variants[k]["mb_per_layer"] for k in variants)
     report = {
         "benchmark": "perf_activations",
-        "command": "python -m benchmarks.perf_activations " + " ".join(argv or sys.argv[1:]),
+        "command": " ".join(["python -m benchmarks.perf_activations", *(argv or sys.argv[1:])]),
         "model": args.model, "layers": args.layers, "micro_batch": [args.batch, args.tokens],
         "variants": variants, "ratio_ours_over_peft_default": round(ours / peft, 3),
         "git_commit": git_commit(), "date": now_iso(),
