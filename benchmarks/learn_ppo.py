@@ -17,9 +17,11 @@ are one evaluation shared by all training seeds. ``--eval-temperature T`` sample
 episodes at T instead (the policy that was trained, rather than its argmax), with one torch
 generator per ``--eval-seeds`` seed, seeded by it: give several eval seeds for several samples
 per task. ``--adapters <results>/learn_ppo`` evaluates the adapters of an earlier run, with its
-stored training settings, instead of training (``--runs-dir`` is then unused). The statistic is the paired difference in
-hidden coverage per test task (the task is the unit, as in :mod:`benchmarks.summary`: each
-task's episodes are averaged over training and eval seeds first), with Student's t 95 % CI.
+stored training settings, instead of training (``--runs-dir`` is then unused).
+
+The statistic is the paired difference in hidden coverage per test task (the task is the unit,
+as in :mod:`benchmarks.summary`: each task's episodes are averaged over training and eval seeds
+first), with Student's t 95 % CI.
 
 Files (all appended or written atomically as each piece finishes; a rerun with the same flags
 resumes: finished evaluations are skipped, a killed training run resumes from its checkpoint;
@@ -280,6 +282,7 @@ def evaluate_policy(
     groups = [plan] if greedy else [[e for e in plan if e[1] == s] for s in dict.fromkeys(
         s for _, s in plan)]  # fmt: skip
     device = next(model.parameters()).device
+    stop_ids = stop_token_ids(tokenizer, model.causal_lm)
     kwargs = {**cfg.env.make_kwargs(), "split": "test"}
     envs = [gym.make(cfg.env.env_id, **kwargs) for _ in range(min(max(map(len, groups)), 16))]
     model.eval()
@@ -290,7 +293,7 @@ def evaluate_policy(
             with guard():
                 episodes = play_episodes(
                     model, tokenizer, envs, [s for _, s in group], settings,
-                    stop_ids=stop_token_ids(tokenizer, model.causal_lm), generator=generator,
+                    stop_ids=stop_ids, generator=generator,
                     device=device, greedy=greedy, task_ids=[t for t, _ in group],
                 )  # fmt: skip
             for e in episodes:
