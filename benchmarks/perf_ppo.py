@@ -25,7 +25,10 @@ How it is measured, identically for both:
   shared: CPU time is less sensitive to other processes); tokens are the prompt + response
   tokens of the batch;
 * memory is the subprocess's peak resident set size (``ru_maxrss``), also reported above the
-  resident size it had after its imports (before any model was loaded).
+  resident size it had after its imports (before any model was loaded). Our trainer fixes
+  glibc's malloc mmap threshold at 1 MiB on CPU (:mod:`agents.ppo.host_memory`; ``--ours-mmap-
+  threshold-mb 0`` turns it off); TRL runs with glibc's default unless
+  ``--trl-mmap-threshold-mb`` gives it the same setting through ``MALLOC_MMAP_THRESHOLD_``.
 
 TRL's set-up is its documented one: a policy (here with the same LoRA adapter, so its reference
 is the adapter-disabled policy and no copy is made), a separate value model initialised from the
@@ -114,6 +117,7 @@ def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
         lr_actor=spec["lr"],
         seed=spec["seed"],
         gradient_checkpointing=spec["gradient_checkpointing"],
+        cpu_mmap_threshold_mb=spec["ours_mmap_threshold_mb"],
     )
     state = setup(cfg)
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -137,6 +141,7 @@ def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
         "phases_s": {k: metrics[f"charts/{k}_s"] for k in ("rollout", "update", "iteration")},
         "peak_rss_mb": _peak_mb(),
         "rss_after_imports_mb": baseline,
+        "malloc_mmap_threshold_mb": spec["ours_mmap_threshold_mb"],
     }
 
 
@@ -212,6 +217,7 @@ def worker_trl(spec: dict[str, Any]) -> dict[str, Any]:
         "tokens_per_cpu_s": tokens / cpu_seconds,
         "peak_rss_mb": _peak_mb(),
         "rss_after_imports_mb": baseline,
+        "malloc_mmap_threshold_mb": spec["trl_mmap_threshold_mb"],
     }
 
 
@@ -310,6 +316,8 @@ def prompts_for(spec: dict[str, Any], tokenizer: Any) -> list[list[int]]:
 def run_worker(python: Path, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     env.update({"OMP_NUM_THREADS": str(spec["threads"]), "TOKENIZERS_PARALLELISM": "false"})
+    if name == "trl" and spec["trl_mmap_threshold_mb"] > 0:  # glibc's env form of mallopt
+        env["MALLOC_MMAP_THRESHOLD_"] = str(int(spec["trl_mmap_threshold_mb"] * 2**20))
     done = subprocess.run(
         [str(python), str(Path(__file__).resolve()), "--worker", name],
         input=json.dumps(spec),
@@ -349,6 +357,8 @@ def compare(model: str, args: argparse.Namespace, trl: Path, workdir: Path) -> d
         "threads": args.threads,
         "gradient_checkpointing": args.gradient_checkpointing,
         "dtype": args.dtype,
+        "ours_mmap_threshold_mb": args.ours_mmap_threshold_mb,
+        "trl_mmap_threshold_mb": args.trl_mmap_threshold_mb,
     }
     spec["prompts"] = prompts_for(spec, tokenizer)
     roofline = matmul_roofline(args.dtype, args.threads)
@@ -372,6 +382,7 @@ def compare(model: str, args: argparse.Namespace, trl: Path, workdir: Path) -> d
         "mean_prompt_tokens": sum(map(len, spec["prompts"])) / len(spec["prompts"]),
         "gradient_checkpointing": spec["gradient_checkpointing"],
         "dtype": args.dtype,
+        "threads": args.threads,
         "matmul_roofline_gflop_per_s": round(roofline, 1),
         "ours_roofline_fraction": round(ours["achieved_gflop_per_s"] / roofline, 4),
         "load_average_1min_before": load,
@@ -399,6 +410,18 @@ def main(argv: list[str] | None = None) -> int:
         "--gradient-checkpointing",
         action="store_true",
         help="on for both trainers (off by default)",
+    )
+    parser.add_argument(
+        "--ours-mmap-threshold-mb",
+        type=float,
+        default=1.0,
+        help="our trainer's cpu_mmap_threshold_mb (its default 1; 0: glibc's dynamic default)",
+    )
+    parser.add_argument(
+        "--trl-mmap-threshold-mb",
+        type=float,
+        default=0.0,
+        help="MALLOC_MMAP_THRESHOLD_ for TRL's process, in MiB (0, the default: TRL as shipped)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)

@@ -59,9 +59,15 @@ class ModelSettings:
     """Recompute activations in the backward pass: much less memory, about 30% more compute."""
     critic_detach: bool = True
     """Stop value-loss gradients at the backbone (False: the value loss also trains the LoRA)."""
+    cpu_mmap_threshold_mb: float = 1.0
+    """On a CPU device with glibc: malloc maps blocks of at least this many MiB (frees return them to the OS); 0: glibc's dynamic default."""
 
     def __post_init__(self) -> None:
         _check(self.dtype in _DTYPES, f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        _check(
+            0 <= self.cpu_mmap_threshold_mb <= 32,
+            f"cpu_mmap_threshold_mb must be in [0, 32] (glibc's range), got {self.cpu_mmap_threshold_mb}",
+        )
 
 
 @dataclass

@@ -44,6 +44,7 @@ from agents.ppo.core import (
     ppo_losses,
     token_rewards,
 )
+from agents.ppo.host_memory import set_mmap_threshold
 from agents.ppo.logs import append_metrics, plot_learning_curve, read_metrics, truncate_metrics
 from agents.ppo.model import PolicyValueModel, build_policy_value_model
 from agents.ppo.rollout import RewardFn, play_episodes
@@ -140,6 +141,9 @@ def setup(
         ds_config["train_micro_batch_size_per_gpu"] = geometry.micro_batch
         ds_config["gradient_accumulation_steps"] = geometry.grad_accum_steps
 
+    if accelerator.device.type == "cpu" and cfg.model.cpu_mmap_threshold_mb > 0:
+        # the backward pass's freed activations go back to the OS (see agents.ppo.host_memory)
+        set_mmap_threshold(int(cfg.model.cpu_mmap_threshold_mb * 2**20))
     torch.manual_seed(cfg.log.seed)  # the same LoRA initialisation on every process
     model, tokenizer, _ = build_policy_value_model(cfg.model, cfg.lora, device=accelerator.device)
     folder = ckpt.find_checkpoint(resume) if resume is not None else None
