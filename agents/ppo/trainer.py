@@ -102,7 +102,9 @@ def setup(
 ) -> TrainState:
     """Accelerator, model (LoRA + value head on one backbone), optimizer, envs; restored from a
     checkpoint when ``resume`` is a checkpoint or run folder. Seeds torch's global RNG (LoRA
-    initialisation and dropout draw from it); :func:`train` restores the caller's RNG after."""
+    initialisation and dropout draw from it); :func:`train` restores the caller's RNG after. On a
+    CPU device it also fixes glibc's malloc mmap threshold for the rest of the process
+    (``cpu_mmap_threshold_mb``, :mod:`agents.ppo.host_memory`)."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedType
 
