@@ -58,7 +58,7 @@ def glibc_version() -> str | None:
 def set_mmap_threshold(n_bytes: int) -> bool:
     """Serve heap blocks of at least ``n_bytes`` with mmap, for the rest of the process.
 
-    Returns True when glibc took the setting, False (logged once at info level) when the C
+    Returns True when glibc took the setting, False (logged at info level) when the C
     library is not glibc. ``n_bytes`` must be in [0, 32 MiB], glibc's own range.
     """
     if not 0 <= n_bytes <= _MAX_THRESHOLD:
