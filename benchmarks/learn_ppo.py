@@ -107,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
         "generator per eval seed, seeded by it, so a rerun draws the same tokens)",
     )
     add(
+        "--eval-no-repeat-ngram",
+        type=int,
+        default=0,
+        metavar="N",
+        help="0: off; N > 0: the test episodes never repeat an N-gram of the agent's own "
+        "replies (agents.ppo.rollout.NoRepeatNgram, as transformers' no_repeat_ngram_size "
+        "but over the agent's replies only), for the trained and the frozen policy alike",
+    )
+    add(
         "--adapters",
         type=Path,
         default=None,
@@ -166,7 +175,15 @@ EXTENDABLE = ("rewards", "seeds")
 
 
 #: Flags of the test episodes, which ``--adapters`` does not take from the stored run.
-EVAL_FLAGS = ("eval_seeds", "eval_tasks", "eval_temperature", "adapters", "dtype", "tasks")
+EVAL_FLAGS = (
+    "eval_seeds",
+    "eval_tasks",
+    "eval_temperature",
+    "eval_no_repeat_ngram",
+    "adapters",
+    "dtype",
+    "tasks",
+)
 
 
 def settings_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -263,11 +280,13 @@ def evaluate_policy(
     *,
     frozen: bool,
     temperature: float = 0.0,
+    no_repeat_ngram: int = 0,
 ) -> Iterator[dict[str, Any]]:
     """Test episodes of the policy (``frozen``: with its adapter disabled), as rows: greedy at
     ``temperature`` 0 (in one go), else sampled at it, the episodes of each env seed together
     with a torch generator seeded by that seed (the frozen and the trained policy draw from the
-    same stream), yielded as each seed's episodes finish."""
+    same stream), yielded as each seed's episodes finish. ``no_repeat_ngram`` > 0 decodes under
+    :class:`agents.ppo.rollout.NoRepeatNgram`."""
     import contextlib
     import dataclasses
 
@@ -295,6 +314,7 @@ def evaluate_policy(
                     model, tokenizer, envs, [s for _, s in group], settings,
                     stop_ids=stop_ids, generator=generator,
                     device=device, greedy=greedy, task_ids=[t for t, _ in group],
+                    no_repeat_ngram=no_repeat_ngram,
                 )  # fmt: skip
             for e in episodes:
                 yield {"task_id": e.task_id, "seed": e.seed, "env/return": e.env_return,
@@ -364,7 +384,8 @@ def run_one(
         todo = [e for e in plan if e not in have]  # a killed evaluation redoes only the rest
         if todo:
             for row in evaluate_policy(model, tokenizer, cfg, todo, frozen=is_frozen,
-                                       temperature=args.eval_temperature):  # fmt: skip
+                                       temperature=args.eval_temperature,
+                                       no_repeat_ngram=args.eval_no_repeat_ngram):  # fmt: skip
                 extra = {} if is_frozen else {"train_seed": seed}
                 writer.write({"agent": name, "reward": reward, **extra, **row})
     rows[:] = read_results(writer.path)
@@ -493,6 +514,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval_temperature < 0:
         print(f"learn_ppo: error: --eval-temperature must be >= 0 (0: greedy), got "
               f"{args.eval_temperature}", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.eval_no_repeat_ngram < 0:
+        print(f"learn_ppo: error: --eval-no-repeat-ngram must be >= 0 (0: off), got "
+              f"{args.eval_no_repeat_ngram}", file=sys.stderr)  # fmt: skip
         return 2
     if args.adapters:
         problem = adopt_stored_settings(args)

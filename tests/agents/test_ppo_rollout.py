@@ -210,3 +210,65 @@ def test_reply_prefix_ends_each_prompt_as_context_and_starts_each_question(monke
     assert context.count("<|im_start|>assistant\n" + prefix) == 2
     first = render(tokenizer, observation_to_messages(format_observation(state)))
     assert tokenizer.decode(episode.tokens).startswith(first.split("<|im_start|>assistant")[0])
+
+
+def _reply_ngrams(episode, n, stop_ids):
+    """The n-grams of each reply, counted with the n - 1 prompt tokens before it, that do not
+    end in a stop token (the rule never bans one)."""
+    grams, start = [], None
+    for i, policy in enumerate([*episode.policy_mask, False]):
+        if policy and start is None:
+            start = i
+        elif not policy and start is not None:
+            segment = episode.tokens[start - n + 1 : i]
+            grams += [tuple(segment[k : k + n]) for k in range(len(segment) - n + 1)]
+            start = None
+    return [g for g in grams if g[-1] not in stop_ids]
+
+
+class _Repeater(torch.nn.Module):
+    """A generation step that ignores its input: it always prefers the lowest token id from 300
+    on, so greedy decoding writes 300 300 300 ... in every reply."""
+
+    def __init__(self, vocab):
+        super().__init__()
+        ids = torch.arange(vocab, dtype=torch.float32)
+        self.register_buffer("scores", torch.where(ids >= 300, -ids, torch.tensor(-1e9)))
+
+    def forward(self, ids, attention, position_ids=None, past_key_values=None):
+        return self.scores.expand(ids.shape[0], -1).clone(), None
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_repeat_ngram_decoding_never_repeats_the_agents_own_ngrams(n):
+    tokenizer = load_tokenizer(resolve_base("tiny"))
+    model = _Repeater(len(tokenizer))
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    settings = RolloutSettings(max_new_tokens=6, max_episode_tokens=4096, reply_prefix="Q: What")
+
+    def run(rule):
+        envs = [gym.make("ProactiveGather-v0", max_questions=4) for _ in range(2)]
+        return play_episodes(model, tokenizer, envs, [0, 1], settings, stop_ids=[im_end],
+                             generator=None, greedy=True, no_repeat_ngram=rule)  # fmt: skip
+
+    plain, ruled = run(0), run(n)
+    assert all(len(set(e.replies)) == 1 for e in plain)  # plain greedy: one reply four times
+    for episode in ruled:
+        grams = _reply_ngrams(episode, n, [im_end])
+        assert len(grams) == len(set(grams)) and len(grams) == 4 * 6
+        assert len(set(episode.replies)) == 4
+    # the rule masks the distribution it samples from: the chosen tokens' log-probs are finite
+    assert all(p > float("-inf") for e in ruled for p, m in
+               zip(e.sample_logprobs, e.policy_mask, strict=True) if m)  # fmt: skip
+
+
+def test_no_repeat_rule_of_an_episode_reads_its_replies_with_their_context():
+    from agents.ppo.rollout import NoRepeatNgram
+
+    tokens = [9, 5, 1, 2, 7, 5, 3, 8]
+    mask = [False, False, True, True, False, False, True, False]
+    rule = NoRepeatNgram.of_episode(2, tokens, mask)
+    assert rule.banned([5]) == {1, 3} and rule.banned([1]) == {2} and rule.banned([7]) == set()
+    assert rule.banned([9]) == set()  # (9, 5) is context only
+    with pytest.raises(ValueError, match="must be >= 1"):
+        NoRepeatNgram(0)

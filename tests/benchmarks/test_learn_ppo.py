@@ -165,3 +165,18 @@ def test_bad_re_evaluation_flags_get_one_line(finished, tmp_path, capsys):
     assert "no adapter for new-info-seed7, paper-seed7" in capsys.readouterr().err
     assert learn_ppo.main(_reeval_argv(tmp_path, src, "x", "--eval-temperature", "-1")) == 2
     assert "--eval-temperature must be >= 0" in capsys.readouterr().err
+    assert learn_ppo.main(_reeval_argv(tmp_path, src, "x", "--eval-no-repeat-ngram", "-1")) == 2
+    assert "--eval-no-repeat-ngram must be >= 0" in capsys.readouterr().err
+
+
+def test_the_no_repeat_rule_reaches_the_test_episodes_and_is_recorded(finished, tmp_path):
+    src = finished / "results" / "learn_ppo"
+    extra = ("--eval-no-repeat-ngram", "2", "--rewards", "new-info", "--seeds", "0")
+    with one_thread():
+        assert learn_ppo.main(_reeval_argv(tmp_path, src, "nr", *extra)) == 0
+    rows = _rows(tmp_path / "nr" / "learn_ppo" / "episodes.jsonl")
+    assert len(rows) == 2 * 3  # (trained, frozen) x 3 tasks
+    assert _replies(rows) != {k: v for k, v in _replies(_rows(src / "episodes.jsonl")).items()
+                              if k in _replies(rows)}  # fmt: skip
+    report = json.loads((tmp_path / "nr" / "learn_ppo.json").read_text())
+    assert report["settings"]["eval_no_repeat_ngram"] == 2
