@@ -91,6 +91,31 @@ class _QuestionDone:
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+class _NoRepeat:
+    """A logits processor applying :class:`agents.decoding.NoRepeatNgram` per row: the row's
+    earlier questions (token lists) plus what it has written so far after the prompt's last
+    n - 1 tokens. End-of-turn tokens are never banned."""
+
+    def __init__(
+        self, n: int, earlier: list[list[list[int]]], prompt_length: int, end_ids: Sequence[int]
+    ) -> None:
+        self.n, self.earlier, self.prompt_length = n, earlier, prompt_length
+        self.end_ids = set(end_ids)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        from agents.decoding import NoRepeatNgram
+
+        scores = scores.clone()
+        start = max(0, self.prompt_length - self.n + 1)
+        for i, row in enumerate(input_ids.tolist()):
+            written = row[start:]
+            rule = NoRepeatNgram(self.n, [*self.earlier[i], written])
+            ban = sorted(rule.banned(written) - self.end_ids)
+            if ban:
+                scores[i, ban] = float("-inf")
+        return scores
+
+
 def resolve_dtype(dtype: Any) -> Any:
     """A torch dtype from ``None``/``"float32"``/``"bfloat16"``/``"auto"`` or a dtype.
 
@@ -130,6 +155,10 @@ class HFAgent(Agent):
         system_prompt: The system message (default :data:`agents.prompts.SYSTEM_PROMPT`).
         merge_adapter: Merge the LoRA weights into the base model (faster inference).
         stop_at_question: Stop generating a reply once it holds a complete question.
+        no_repeat_ngram: 0 (off), or n: never write an n-gram of the agent's own earlier
+            questions in the chat, nor repeat one within the reply
+            (:class:`agents.decoding.NoRepeatNgram`; the prompt's last n - 1 tokens count as
+            the reply's start, so with a reply prefix no question opens as an earlier one did).
         reply_prefix: Text that starts every reply (a prefill ending the prompt; the reply is
             prefix + generated text). ``None``: the ``rollout.reply_prefix`` a PPO checkpoint
             or adapter folder was trained with (``clarify_gym_ppo.json``), else none.
@@ -155,6 +184,7 @@ class HFAgent(Agent):
         system_prompt: str = SYSTEM_PROMPT,
         merge_adapter: bool = True,
         stop_at_question: bool = True,
+        no_repeat_ngram: int = 0,
         reply_prefix: str | None = None,
         dtype: Any = None,
         device: str = "cpu",
@@ -162,6 +192,8 @@ class HFAgent(Agent):
     ) -> None:
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if no_repeat_ngram < 0:
+            raise ValueError(f"no_repeat_ngram must be >= 0 (0: off), got {no_repeat_ngram}")
         if do_sample and (temperature <= 0 or not 0 < top_p <= 1):
             raise ValueError("sampling needs temperature > 0 and 0 < top_p <= 1")
         checkpoint = _ppo_checkpoint(model) if adapter is None else None
@@ -199,6 +231,7 @@ class HFAgent(Agent):
         self.top_p = top_p
         self.seed = seed
         self.stop_at_question = stop_at_question
+        self.no_repeat_ngram = no_repeat_ngram
         if reply_prefix is None:
             reply_prefix = _trained_reply_prefix(self.adapter)
         self.reply_prefix = reply_prefix
@@ -250,20 +283,34 @@ class HFAgent(Agent):
             kwargs["stopping_criteria"] = StoppingCriteriaList(
                 [_QuestionDone(self.tokenizer, batch["input_ids"].shape[1])]
             )
+        processors: list[Any] = []
+        if self.no_repeat_ngram:
+            processors.append(self._no_repeat(observations, batch["input_ids"].shape[1]))
         if self.do_sample:
             seeds = list(seeds) if seeds is not None else [self.seed] * len(observations)
             generators = [
                 torch.Generator().manual_seed(episode_seed(s, o))
                 for s, o in zip(seeds, observations, strict=True)
             ]
-            kwargs["logits_processor"] = LogitsProcessorList(
-                [_SeededSampler(generators, self.temperature, self.top_p)]
-            )
+            processors.append(_SeededSampler(generators, self.temperature, self.top_p))
+        if processors:
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
         with torch.inference_mode():
             output = self.model.generate(**batch, **kwargs)  # (B, prompt + new)
         new = output[:, batch["input_ids"].shape[1] :]
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         return [self.reply_prefix + t for t in texts]
+
+    def _no_repeat(self, observations: Sequence[str], prompt_length: int) -> _NoRepeat:
+        earlier = [
+            [
+                list(self.tokenizer(m["content"], add_special_tokens=False)["input_ids"])
+                for m in observation_to_messages(o, system_prompt=self.system_prompt)
+                if m["role"] == "assistant"
+            ]
+            for o in observations
+        ]
+        return _NoRepeat(self.no_repeat_ngram, earlier, prompt_length, self._end_ids)
 
     def act(self, observation: str) -> str:
         return self.act_batch([observation])[0]
@@ -281,6 +328,7 @@ class HFAgent(Agent):
             "do_sample": self.do_sample,
             "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
             "stop_at_question": self.stop_at_question,
+            **({"no_repeat_ngram": self.no_repeat_ngram} if self.no_repeat_ngram else {}),
             **({"reply_prefix": self.reply_prefix} if self.reply_prefix else {}),
             **({"temperature": self.temperature, "top_p": self.top_p} if self.do_sample else {}),
             "parameters": int(sum(p.numel() for p in self.model.parameters())),

@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="0: off; N > 0: the test episodes never repeat an N-gram of the agent's own "
-        "replies (agents.ppo.rollout.NoRepeatNgram, as transformers' no_repeat_ngram_size "
+        "replies (agents.decoding.NoRepeatNgram, as transformers' no_repeat_ngram_size "
         "but over the agent's replies only), for the trained and the frozen policy alike",
     )
     add(
@@ -286,7 +286,7 @@ def evaluate_policy(
     ``temperature`` 0 (in one go), else sampled at it, the episodes of each env seed together
     with a torch generator seeded by that seed (the frozen and the trained policy draw from the
     same stream), yielded as each seed's episodes finish. ``no_repeat_ngram`` > 0 decodes under
-    :class:`agents.ppo.rollout.NoRepeatNgram`."""
+    :class:`agents.decoding.NoRepeatNgram`."""
     import contextlib
     import dataclasses
 

@@ -32,6 +32,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
+from agents.decoding import NoRepeatNgram
 from agents.ppo.config import RolloutSettings
 from agents.prompts import observation_to_messages, parse_reply
 from clarify_gym.env import EPISODE_METRICS
@@ -39,7 +40,6 @@ from clarify_gym.env import EPISODE_METRICS
 __all__ = [
     "Episode",
     "KVCache",
-    "NoRepeatNgram",
     "RewardFn",
     "encode",
     "play_episodes",
@@ -113,58 +113,6 @@ class KVCache:
         self.fed = [self.fed[i] for i in rows]
 
 
-class NoRepeatNgram:
-    """A decoding rule for test episodes: the agent never writes an n-gram it already wrote in
-    the episode (in an earlier reply, counted with the ``n - 1`` prompt tokens before it, so with
-    a reply prefill a reply cannot open as an earlier one did; or earlier in the current reply).
-    Like ``generate(no_repeat_ngram_size=n)`` in transformers, but over the agent's own replies
-    only: the task text and the user's answers may be quoted freely. Stop tokens are never
-    banned. It changes the distribution sampled from, so it is for evaluation, not for PPO
-    rollouts, whose log-probabilities must be the policy's own.
-
-    >>> rule = NoRepeatNgram(2, [[5, 1, 2]])  # an earlier reply 1 2 after the prompt token 5
-    >>> rule.banned([5]), rule.banned([1]), rule.banned([7])
-    ({1}, {2}, set())
-    >>> rule.add([5, 3])  # the current reply writes 3 after the prompt's 5
-    >>> sorted(rule.banned([5]))
-    [1, 3]
-    """
-
-    def __init__(self, n: int, segments: Sequence[Sequence[int]] = ()) -> None:
-        if n < 1:
-            raise ValueError(f"no-repeat n-gram size must be >= 1, got {n}")
-        self.n = n
-        self._next: dict[tuple[int, ...], set[int]] = {}
-        for segment in segments:
-            self.add(segment)
-
-    def add(self, tokens: Sequence[int]) -> None:
-        """Record every n-gram of ``tokens``."""
-        n = self.n
-        for end in range(n, len(tokens) + 1):
-            self._next.setdefault(tuple(tokens[end - n : end - 1]), set()).add(tokens[end - 1])
-
-    def banned(self, context: Sequence[int]) -> set[int]:
-        """Tokens that would complete a recorded n-gram after ``context`` (its last n - 1)."""
-        key = tuple(context[len(context) - self.n + 1 :]) if self.n > 1 else ()
-        return self._next.get(key, set()) if len(key) == self.n - 1 else set()
-
-    @classmethod
-    def of_episode(
-        cls, n: int, tokens: Sequence[int], policy_mask: Sequence[bool]
-    ) -> NoRepeatNgram:
-        """The rule for an episode's next reply: its earlier replies (runs of policy tokens),
-        each with the ``n - 1`` tokens before it."""
-        segments, start = [], None
-        for i, policy in enumerate([*policy_mask, False]):
-            if policy and start is None:
-                start = i
-            elif not policy and start is not None:
-                segments.append(tokens[max(0, start - n + 1) : i])
-                start = None
-        return cls(n, segments)
-
-
 def _left_padded(
     chunks: Sequence[Sequence[int]], starts: Sequence[int], pad_id: int, device: Any
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -208,7 +156,7 @@ def sample_tokens(
     ``logprobs``, if given, is filled with each sampled token's log-probability under the
     sampling distribution (float32 log-softmax). Stop checks read the device every token on a
     CPU (no transfer there) and every 8 tokens elsewhere, so a GPU never waits on the host per
-    token. ``no_repeat`` (one :class:`NoRepeatNgram` per prompt, evaluation only) masks the
+    token. ``no_repeat`` (one :class:`~agents.decoding.NoRepeatNgram` per prompt, evaluation only) masks the
     tokens each rule bans before sampling, reading the sampled tokens every step.
     """
     device = torch.device(device)
@@ -309,7 +257,7 @@ def play_episodes(
     threads, so an LLM user's requests overlap). The wave's KV cache is kept across turns
     (``reuse_cache=False`` prefills the whole chat every turn instead). ``greedy`` decodes with
     argmax (evaluation). ``task_ids`` (one per seed) picks each episode's task instead of the
-    env's seeded draw. ``no_repeat_ngram`` n > 0 decodes under :class:`NoRepeatNgram` (n):
+    env's seeded draw. ``no_repeat_ngram`` n > 0 decodes under :class:`~agents.decoding.NoRepeatNgram` (n):
     the agent repeats no n-gram of its own replies (evaluation only; the recorded
     ``sample_logprobs`` are then those of the masked distribution). Episodes come back in the
     order of ``seeds``."""

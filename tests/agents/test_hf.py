@@ -146,3 +146,49 @@ def test_ppo_checkpoint_names_its_base_model(tmp_path):
     assert _ppo_checkpoint(tmp_path) == "Qwen/Qwen2.5-7B-Instruct"
     (tmp_path / "gone").mkdir()
     assert _ppo_checkpoint(tmp_path) == str(tmp_path / "gone")
+
+
+def test_no_repeat_processor_bans_earlier_questions_and_the_reply_so_far():
+    from agents.hf import _NoRepeat
+
+    # two left-padded rows, prompt width 3: row 0 wrote 7 after its prompt's last token 5
+    rows = torch.tensor([[0, 4, 5, 7], [4, 4, 6, 8]])
+    earlier = [[[5, 1, 2]], []]  # row 0 once asked "5 1 2"; row 1 asked nothing yet
+    scores = _NoRepeat(2, earlier, 3, end_ids=[2])(rows, torch.zeros(2, 10))
+    banned = [torch.isinf(s).nonzero().flatten().tolist() for s in scores]
+    assert banned == [[], []]  # 7 ends the context: nothing recorded follows a 7
+    rows = torch.tensor([[0, 4, 5, 5], [4, 4, 6, 8]])  # row 0 wrote 5 after 5
+    scores = _NoRepeat(2, earlier, 3, end_ids=[2])(rows, torch.zeros(2, 10))
+    banned = [torch.isinf(s).nonzero().flatten().tolist() for s in scores]
+    assert banned == [[1, 5], []]  # "5 1" was asked, "5 5" was just written
+
+
+def test_no_repeat_ngram_one_writes_no_token_of_earlier_questions(model_dir, observations):
+    plain = make_agent(f"hf:{model_dir}", max_new_tokens=10, stop_at_question=False)
+    ruled = make_agent(f"hf:{model_dir}", max_new_tokens=10, stop_at_question=False,
+                       no_repeat_ngram=1)  # fmt: skip
+    assert ruled.describe()["no_repeat_ngram"] == 1 and "no_repeat_ngram" not in plain.describe()
+    outputs = []
+    generate = ruled.model.generate
+
+    def spy(**kwargs):
+        out = generate(**kwargs)
+        outputs.append((kwargs["input_ids"].shape[1], out))
+        return out
+
+    ruled.model.generate = spy
+    try:
+        ruled.generate(observations)
+    finally:
+        ruled.model.generate = generate
+    width, out = outputs[0]
+    question = set(ruled.tokenizer("What sections must the output contain?",
+                                   add_special_tokens=False)["input_ids"])  # fmt: skip
+    ends = set(ruled._end_ids) | {ruled.tokenizer.pad_token_id}
+    for i, row in enumerate(out[:, width:].tolist()):
+        new = [t for t in row if t not in ends]
+        assert len(new) == len(set(new))  # n = 1: no token twice in a reply
+        if i > 0:  # observations 1 and 2 asked the question before
+            assert not question & set(new)
+    with pytest.raises(ValueError, match="no_repeat_ngram"):
+        HFAgent(str(model_dir), no_repeat_ngram=-1)

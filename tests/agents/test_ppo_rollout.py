@@ -263,7 +263,7 @@ def test_no_repeat_ngram_decoding_never_repeats_the_agents_own_ngrams(n):
 
 
 def test_no_repeat_rule_of_an_episode_reads_its_replies_with_their_context():
-    from agents.ppo.rollout import NoRepeatNgram
+    from agents.decoding import NoRepeatNgram
 
     tokens = [9, 5, 1, 2, 7, 5, 3, 8]
     mask = [False, False, True, True, False, False, True, False]
