@@ -11,7 +11,7 @@ Specs:
                           replies prefilled with :data:`agents.prompts.SMOLLM2_REPLY_PREFIX`
 ``hf:<model>[@<adapter>]`` ``HFAgent`` on any :func:`agents.models.load_causal_lm` spec (hub id,
                           folder, ``.gguf`` file, ``smollm2-135m``), with an optional LoRA adapter
-                          folder after ``@``
+                          folder after ``@``; ``dtype="auto"`` unless given, as ``smollm2``
 ``py:<module>:<attr>``    any importable ``Agent`` class or factory (your own agent, unregistered)
 ========================  ==========================================================================
 
@@ -92,6 +92,7 @@ AGENTS: dict[str, AgentEntry] = {
         "agents.hf:HFAgent",
         arg="model",
         help="a local transformers model: hub id, folder, .gguf file; optional @<LoRA folder>",
+        defaults=(("dtype", "auto"),),  # as `smollm2`, so the two compare in one dtype
     ),
 }
 

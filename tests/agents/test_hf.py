@@ -94,9 +94,10 @@ def test_lora_adapter_folder_loads_and_changes_the_model(model_dir, tmp_path, ob
     lora.save_pretrained(adapter)
     (adapter / "value_head.safetensors").write_bytes(b"not an adapter file")  # must be ignored
 
-    tuned = make_agent(f"hf:{model_dir}@{adapter}", max_new_tokens=8)
+    # float32 (``hf:`` defaults to "auto", bf16 on some CPUs): the check is exact to 1e-4
+    tuned = make_agent(f"hf:{model_dir}@{adapter}", max_new_tokens=8, dtype="float32")
     assert tuned.describe()["adapter"] == str(adapter)
-    plain = make_agent(f"hf:{model_dir}", max_new_tokens=8)
+    plain = make_agent(f"hf:{model_dir}", max_new_tokens=8, dtype="float32")
     batch = tuned.tokenizer(tuned.prompts(observations[:1]), return_tensors="pt")
     with torch.no_grad():
         expected = lora(**batch).logits

@@ -31,9 +31,13 @@ def test_kwargs_reach_the_constructor():
 
 def test_hf_specs_parse_model_and_adapter_without_loading():
     _, options = parse_spec("hf:Qwen/Qwen2.5-7B-Instruct@runs/ppo/adapter")
-    assert options == {"model": "Qwen/Qwen2.5-7B-Instruct", "adapter": "runs/ppo/adapter"}
+    assert options == {
+        "model": "Qwen/Qwen2.5-7B-Instruct",
+        "adapter": "runs/ppo/adapter",
+        "dtype": "auto",
+    }
     _, options = parse_spec("hf:smollm2-135m")
-    assert options == {"model": "smollm2-135m"}
+    assert options == {"model": "smollm2-135m", "dtype": "auto"}
     _, options = parse_spec("smollm2")
     assert options["model"] == "smollm2-135m" and options["dtype"] == "auto"
 
