@@ -49,8 +49,11 @@ def torchrun(mode: str, tmp_path: Path, python: str = sys.executable, **override
         str(WORKER), mode, str(out), str(short_tasks(tmp_path)), json.dumps(overrides),
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    # the error lines first, then the whole tail: a rank killed by a signal names no Error
     errors = [line for line in proc.stderr.splitlines() if "Error" in line]
-    assert proc.returncode == 0, "\n".join(errors[-5:]) or proc.stderr[-3000:]
+    assert proc.returncode == 0, "\n".join(
+        [*errors[-5:], "--- stderr tail ---", proc.stderr[-6000:]]
+    )
     return [json.loads((out / f"rank-{r}.json").read_text()) for r in range(2)]
 
 
