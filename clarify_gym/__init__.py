@@ -23,7 +23,7 @@ from clarify_gym.masking import (
     Sentence,
     mask,
 )
-from clarify_gym.registration import ENV_IDS, register_envs
+from clarify_gym.registration import DEFAULT_ENV_ID, DEFAULT_PAPER_ENV_ID, ENV_IDS, register_envs
 from clarify_gym.tasks import Task, load_tasks
 
 register_envs()
@@ -31,6 +31,8 @@ register_envs()
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_ENV_ID",
+    "DEFAULT_PAPER_ENV_ID",
     "DEFAULT_POLICY",
     "ENV_IDS",
     "ChecklistItem",

@@ -1,8 +1,8 @@
 """The env layer's part of the ``clarify-gym`` command, and the helpers every layer's CLI uses.
 
 ``clarify-gym tasks list`` lists the tasks; ``clarify-gym tasks show ID [--masked]`` shows one.
-The full command is assembled in :mod:`benchmarks.cli`: each layer (this module,
-:mod:`agents.cli`, :mod:`benchmarks.cli`) registers its own subcommands with
+The full command is assembled in :mod:`clarify_bench.cli`: each layer (this module,
+:mod:`clarify_agents.cli`, :mod:`clarify_bench.cli`) registers its own subcommands with
 :func:`add_command`, so no layer imports the one above it. A command module provides
 ``add_arguments(parser)`` and ``run(args) -> int`` and imports its heavy dependencies inside
 ``run``, so ``clarify-gym --help`` stays fast.

@@ -175,7 +175,7 @@ class ProactiveGatherEnv(gym.Env[str, str]):
       pasted statements) gets "please ask a clear question" and no citation; cue words raise
       only sentences about the cue, not a whole field; several questions in one message are
       answered in order within k. Tuned on the train split of the gold labels; measured by
-      ``python -m benchmarks.user_fidelity`` (``docs/user_fidelity.md``).
+      ``python -m clarify_bench.studies.user_fidelity`` (``docs/user_fidelity.md``).
     - All ids, from v1's release: actions are cleaned before STOP and the length cap are
       checked; unsupported scripts get ``unsupported_characters``; the charset holds only
       visible characters; ``num_hidden``, ``elicited``, ``cited_ids`` and ``new_hidden_ids``

@@ -27,7 +27,7 @@ from gymnasium.envs.registration import register, registry
 from clarify_gym.errors import EnvConfigError
 from clarify_gym.llm.cache import llm_cache_dir
 
-__all__ = ["ENV_IDS", "make_env", "register_envs"]
+__all__ = ["DEFAULT_ENV_ID", "DEFAULT_PAPER_ENV_ID", "ENV_IDS", "make_env", "register_envs"]
 
 _ENTRY = "clarify_gym.env:ProactiveGatherEnv"
 #: Discrete bank actions and Box features (stable-baselines3 and other classic RL libraries).
@@ -51,6 +51,10 @@ ENV_SPECS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "ProactiveGatherBankPaper-v1": (_BANK_ENTRY, {"reward": "paper", "user": "faithful"}, False),
 }
 ENV_IDS: tuple[str, ...] = tuple(ENV_SPECS)
+#: The id every entry point uses unless told otherwise (new-information reward, default user).
+DEFAULT_ENV_ID = "ProactiveGather-v1"
+#: The same user with the paper's binary reward.
+DEFAULT_PAPER_ENV_ID = "ProactiveGatherPaper-v1"
 
 
 def register_envs() -> None:

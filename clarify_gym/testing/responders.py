@@ -8,7 +8,7 @@ offline parts of clarify-gym would say, in the JSON or text the real prompt asks
   visible task and the person's answers;
 * judge: :class:`~clarify_gym.writing.LexicalJudge` on the listed items, ``{"met": [...]}``;
 * checklist builder: each specification sentence split at ``;`` into items;
-* anything else is taken for an agent (:func:`agents.prompts.observation_to_messages` chats):
+* anything else is taken for an agent (:func:`clarify_agents.prompts.observation_to_messages` chats):
   the generic questions of :mod:`clarify_gym.questions` in order, then ``STOP`` when the budget
   named in the first user message is spent. With ``messy_agent`` the questions come the way real
   models write them (thinking tags, ``Question:`` prefixes, a second question).

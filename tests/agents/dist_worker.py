@@ -24,7 +24,9 @@ from pathlib import Path
 import torch
 import yaml
 
-CONFIGS = Path(__file__).resolve().parents[2] / "agents" / "ppo" / "accelerate_configs"
+CONFIGS = (
+    Path(__file__).resolve().parents[2] / "agents" / "clarify_agents" / "ppo" / "accelerate_configs"
+)
 # accelerate launch's env names for the fsdp_config keys (accelerate/utils/launch.py)
 _FSDP_ENV = {
     "fsdp_version": "FSDP_VERSION",
@@ -145,9 +147,8 @@ def base_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def main(mode: str, out: str, tasks: str, overrides: str = "{}") -> None:
     torch.set_num_threads(1)
     import accelerate
-
-    from agents.ppo import trainer
-    from agents.ppo.config import preset
+    from clarify_agents.ppo import trainer
+    from clarify_agents.ppo.config import preset
 
     if mode == "fsdp":
         for key, value in launch_env(CONFIGS / "fsdp.yaml").items():

@@ -5,9 +5,15 @@ import random
 import gymnasium as gym
 import numpy as np
 import pytest
+from clarify_agents.base import STOP, Agent
+from clarify_agents.baselines import (
+    GenericAgent,
+    OracleAgent,
+    PassiveAgent,
+    RandomAgent,
+    user_answers,
+)
 
-from agents.base import STOP, Agent
-from agents.baselines import GenericAgent, OracleAgent, PassiveAgent, RandomAgent, user_answers
 from clarify_gym.questions import GENERIC_QUESTIONS, TOP_GENERIC_QUESTIONS
 
 

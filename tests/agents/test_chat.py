@@ -7,11 +7,11 @@ import time
 
 import gymnasium as gym
 import pytest
+from clarify_agents.base import STOP
+from clarify_agents.chat import ChatAgent, budget_spent, make_chat_agent
+from clarify_agents.prompts import SYSTEM_PROMPT, parse_reply
 from helpers import short_id
 
-from agents.base import STOP
-from agents.chat import ChatAgent, budget_spent, make_chat_agent
-from agents.prompts import SYSTEM_PROMPT, parse_reply
 from clarify_gym.questions import TOP_GENERIC_QUESTIONS
 
 pytest.importorskip("openai")

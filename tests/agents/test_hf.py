@@ -7,14 +7,13 @@ import pytest
 
 pytest.importorskip("transformers")
 import torch
-
-from agents.hf import HFAgent, resolve_dtype
-from agents.registry import make_agent
+from clarify_agents.hf import HFAgent, resolve_dtype
+from clarify_agents.registry import make_agent
 
 
 @pytest.fixture(scope="module")
 def model_dir():
-    from agents.models import tiny_checkpoint
+    from clarify_agents.models import tiny_checkpoint
 
     return tiny_checkpoint()
 
@@ -70,7 +69,7 @@ def test_sampling_is_seeded_per_episode_and_leaves_global_rng_alone(model_dir, o
 
 
 def test_stop_at_question_ends_the_reply_at_the_question_mark(agent):
-    from agents.hf import _QuestionDone
+    from clarify_agents.hf import _QuestionDone
 
     ids = agent.tokenizer("Which tone? And more", add_special_tokens=False)["input_ids"]
     prompt = [0, 0]
@@ -120,7 +119,7 @@ def test_reply_prefix_ends_the_prompt_starts_the_reply_and_comes_from_a_ppo_adap
     assert all(r.startswith("Question: What") for r in prefixed.generate(observations))
     assert prefixed.describe()["reply_prefix"] == "Question: What"
     assert "reply_prefix" not in plain.describe()
-    from agents.hf import _trained_reply_prefix
+    from clarify_agents.hf import _trained_reply_prefix
 
     assert _trained_reply_prefix(None) == "" == _trained_reply_prefix(str(tmp_path))
     config = {"rollout": {"reply_prefix": "To write this well, I need to know: what"}}
@@ -138,7 +137,7 @@ def test_resolve_dtype_and_bad_arguments(model_dir):
 
 
 def test_ppo_checkpoint_names_its_base_model(tmp_path):
-    from agents.hf import _ppo_checkpoint
+    from clarify_agents.hf import _ppo_checkpoint
 
     assert _ppo_checkpoint(tmp_path) is None  # not a checkpoint
     meta = {"base_model": "Qwen/Qwen2.5-7B-Instruct", "base_model_path": str(tmp_path / "gone")}
@@ -150,7 +149,7 @@ def test_ppo_checkpoint_names_its_base_model(tmp_path):
 
 
 def test_no_repeat_processor_bans_earlier_questions_and_the_reply_so_far():
-    from agents.hf import _NoRepeat
+    from clarify_agents.hf import _NoRepeat
 
     # two left-padded rows, prompt width 3: row 0 wrote 7 after its prompt's last token 5
     rows = torch.tensor([[0, 4, 5, 7], [4, 4, 6, 8]])

@@ -8,12 +8,12 @@ import pytest
 pytest.importorskip("skyrl_gym", reason='SkyRL is optional: pip install "clarify-gym[skyrl]"')
 
 import skyrl_gym
+from clarify_agents.baselines import GenericAgent, OracleAgent, RandomAgent
+from clarify_agents.integrations import skyrl
+from clarify_agents.integrations.dataset import episode_rows, skyrl_row, write_parquet
+from clarify_agents.prompts import observation_to_messages
 
 import clarify_gym
-from agents.baselines import GenericAgent, OracleAgent, RandomAgent
-from agents.integrations import skyrl
-from agents.integrations.dataset import episode_rows, skyrl_row, write_parquet
-from agents.prompts import observation_to_messages
 from clarify_gym.env import EPISODE_METRICS
 
 ENV_KWARGS = {"max_questions": 4}

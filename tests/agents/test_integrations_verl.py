@@ -11,10 +11,10 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
+from clarify_agents.integrations.dataset import episode_rows, verl_row, write_parquet
+from clarify_agents.integrations.verl.rewards import place_turn_rewards, turn_token_rewards
 
 import clarify_gym
-from agents.integrations.dataset import episode_rows, verl_row, write_parquet
-from agents.integrations.verl.rewards import place_turn_rewards, turn_token_rewards
 from clarify_gym.questions import TOP_GENERIC_QUESTIONS
 
 REPLIES = [*TOP_GENERIC_QUESTIONS[:3], "STOP"]
@@ -35,7 +35,7 @@ def test_turn_rewards_land_on_turn_ends_and_keep_the_return():
 
 def test_dataset_cli_writes_parquet_rows_for_both_engines(tmp_path, capsys):
     pd = pytest.importorskip("pandas")
-    from agents.integrations.dataset import main
+    from clarify_agents.integrations.dataset import main
 
     for engine, key, value in (
         ("verl", "agent_name", "proactive_gather"),
@@ -82,7 +82,9 @@ class ScriptedServer:
         return self.TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids))
 
 
-CONFIGS = Path(__file__).resolve().parents[2] / "agents" / "integrations" / "configs"
+CONFIGS = (
+    Path(__file__).resolve().parents[2] / "agents" / "clarify_agents" / "integrations" / "configs"
+)
 
 
 def make_loop(tokenizer, server, response_length=4096):
@@ -115,7 +117,7 @@ def make_loop(tokenizer, server, response_length=4096):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from agents.models import load_tokenizer
+    from clarify_agents.models import load_tokenizer
 
     return load_tokenizer("qwen2.5-tokenizer")
 
@@ -204,7 +206,7 @@ def test_worker_puts_each_reward_on_its_token_in_verls_batch(tokenizer, row):
     """verl's own padding and batching (AgentLoopWorker), then our per-question placement."""
     from types import SimpleNamespace
 
-    from agents.integrations.verl.agent_loop import ProactiveGatherAgentLoopWorker
+    from clarify_agents.integrations.verl.agent_loop import ProactiveGatherAgentLoopWorker
 
     out = run(tokenizer, ScriptedServer(tokenizer, REPLIES), row)
     worker = object.__new__(ProactiveGatherAgentLoopWorker)

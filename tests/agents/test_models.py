@@ -5,8 +5,13 @@ import json
 from pathlib import Path
 
 import pytest
+from clarify_agents.models import (
+    _is_plain_checkpoint,
+    load_causal_lm,
+    load_tokenizer,
+    resolve_model,
+)
 
-from agents.models import _is_plain_checkpoint, load_causal_lm, load_tokenizer, resolve_model
 from clarify_gym.errors import MissingDependencyError
 
 

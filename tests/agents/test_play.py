@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import gymnasium as gym
+from clarify_bench.cli import main
 
 import clarify_gym as cg
-from benchmarks.cli import main
 from clarify_gym.human import HumanUser
 
 
@@ -67,7 +67,7 @@ def test_human_user_cites_what_the_answer_matches():
 
 def test_play_subprocess_with_piped_stdin():
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.cli", "play", "--task", "cg-law-03"],
+        [sys.executable, "-m", "clarify_bench.cli", "play", "--task", "cg-law-03"],
         input="What steps should I follow?\nSTOP\n",
         capture_output=True,
         text=True,

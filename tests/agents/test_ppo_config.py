@@ -9,14 +9,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from clarify_agents.ppo.cli import add_arguments, config_from_args
+from clarify_agents.ppo.config import GROUPS, PRESETS, TrainConfig, field_docs, preset
+from clarify_bench.cli import build_parser
 from helpers import short_id
 
-from agents.ppo.cli import add_arguments, config_from_args
-from agents.ppo.config import GROUPS, PRESETS, TrainConfig, field_docs, preset
-from benchmarks.cli import build_parser
 from clarify_gym.errors import ClarifyGymError
 
-CONFIGS = Path(__file__).resolve().parents[2] / "agents" / "ppo" / "accelerate_configs"
+CONFIGS = (
+    Path(__file__).resolve().parents[2] / "agents" / "clarify_agents" / "ppo" / "accelerate_configs"
+)
 
 
 @pytest.mark.parametrize("name", ["paper", "qwen2.5-7b"])
@@ -107,7 +109,7 @@ def test_cli_needs_a_preset_or_resume():
 
 def test_print_config_runs_without_torch():
     code = (
-        "import sys; from benchmarks.cli import main; rc = main(['train', '--preset', 'tiny', "
+        "import sys; from clarify_bench.cli import main; rc = main(['train', '--preset', 'tiny', "
         "'--print-config']); assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
@@ -131,11 +133,11 @@ def test_accelerate_config_files_load(name):
 
 
 def test_memory_budget_document_is_what_the_script_computes():
-    from benchmarks.memory_budget import QWEN25_7B, budget, to_markdown
+    from clarify_bench.studies.memory_budget import QWEN25_7B, budget, to_markdown
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "memory_budget.md"
     assert doc.read_text() == to_markdown(QWEN25_7B, preset("qwen2.5-7b"), "qwen2.5-7b"), (
-        "docs/memory_budget.md is stale: run python -m benchmarks.memory_budget --out docs/memory_budget.md"
+        "docs/memory_budget.md is stale: run python -m clarify_bench.studies.memory_budget --out docs/memory_budget.md"
     )
     phases = budget(QWEN25_7B, preset("qwen2.5-7b"))
     peak = max(sum(gib for _, gib, _ in rows) for rows in phases.values())

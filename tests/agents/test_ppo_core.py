@@ -6,8 +6,7 @@ import math
 
 import pytest
 import torch
-
-from agents.ppo.core import (
+from clarify_agents.ppo.core import (
     AdaptiveKLController,
     compute_gae,
     masked_mean,

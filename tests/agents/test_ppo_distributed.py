@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from clarify_agents.ppo.checkpoint import load_trained_policy
+from clarify_agents.ppo.config import PPOSettings, preset
+from clarify_agents.ppo.core import masked_whiten
 from ppo_helpers import short_tasks
-
-from agents.ppo.checkpoint import load_trained_policy
-from agents.ppo.config import PPOSettings, preset
-from agents.ppo.core import masked_whiten
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("dist_worker.py")

@@ -1,4 +1,4 @@
-"""agents.ppo.host_memory: a fixed malloc mmap threshold maps large blocks and unmaps them."""
+"""clarify_agents.ppo.host_memory: a fixed malloc mmap threshold maps large blocks and unmaps them."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
-from agents.ppo.config import ModelSettings
-from agents.ppo.host_memory import glibc_version, mmapped_bytes, set_mmap_threshold
+from clarify_agents.ppo.config import ModelSettings
+from clarify_agents.ppo.host_memory import glibc_version, mmapped_bytes, set_mmap_threshold
 
 glibc = pytest.mark.skipif(
     glibc_version() is None or mmapped_bytes() is None, reason="needs glibc >= 2.33"
@@ -17,7 +16,7 @@ glibc = pytest.mark.skipif(
 
 _PROBE = """
 import sys, torch
-from agents.ppo.host_memory import mmapped_bytes, set_mmap_threshold
+from clarify_agents.ppo.host_memory import mmapped_bytes, set_mmap_threshold
 if sys.argv[1] == "fixed":
     assert set_mmap_threshold(1 << 20)
 torch.empty(16 << 20, dtype=torch.uint8).fill_(1)  # freed at once; glibc's default: threshold -> 16 MiB
@@ -48,8 +47,8 @@ def test_out_of_range_thresholds_are_refused() -> None:
 
 @glibc
 def test_setup_fixes_the_threshold_on_cpu(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    from agents.ppo import trainer
-    from agents.ppo.presets import preset
+    from clarify_agents.ppo import trainer
+    from clarify_agents.ppo.presets import preset
 
     calls: list[int] = []
     monkeypatch.setattr(trainer, "set_mmap_threshold", calls.append)

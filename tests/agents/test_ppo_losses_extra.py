@@ -6,8 +6,7 @@ import math
 
 import pytest
 import torch
-
-from agents.ppo.core import ppo_losses
+from clarify_agents.ppo.core import ppo_losses
 
 ARGS = {"clip_ratio": 0.2, "clip_value": 0.2, "vf_coef": 0.5, "ent_coef": 0.01}
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from clarify_agents.models import tiny_checkpoint
+from clarify_agents.ppo.config import LoraSettings, ModelSettings
+from clarify_agents.ppo.core import ppo_losses
+from clarify_agents.ppo.model import build_policy_value_model
 from ppo_helpers import one_thread
 from safetensors.torch import load_file
-
-from agents.models import tiny_checkpoint
-from agents.ppo.config import LoraSettings, ModelSettings
-from agents.ppo.core import ppo_losses
-from agents.ppo.model import build_policy_value_model
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,11 @@ import logging
 
 import pytest
 import torch
+from clarify_agents import models
+from clarify_agents.ppo.config import LoraSettings, ModelSettings
+from clarify_agents.ppo.model import build_policy_value_model
+from clarify_agents.ppo.trainer import clip_gradients, train
 from ppo_helpers import one_thread, tiny_config
-
-from agents import models
-from agents.ppo.config import LoraSettings, ModelSettings
-from agents.ppo.model import build_policy_value_model
-from agents.ppo.trainer import clip_gradients, train
 
 
 def test_bf16_is_detected_from_the_cpu_flags_and_falls_back_to_fp32(monkeypatch, caplog):
@@ -19,7 +18,7 @@ def test_bf16_is_detected_from_the_cpu_flags_and_falls_back_to_fp32(monkeypatch,
     assert models.bf16_unsupported_reason("cpu") is None
     assert models.resolve_train_dtype("auto", "cpu") == torch.bfloat16
     monkeypatch.setattr(models, "_cpu_flags", lambda: {"fpu", "avx2"})
-    with caplog.at_level(logging.WARNING, logger="agents.models"):
+    with caplog.at_level(logging.WARNING, logger="clarify_agents.models"):
         assert models.resolve_train_dtype("auto", "cpu") == torch.float32
     assert "float32, because this CPU has neither AMX-BF16 nor AVX512-BF16" in caplog.text
     assert models.resolve_train_dtype("bfloat16", "cpu") == torch.bfloat16  # explicit: as asked
@@ -91,7 +90,7 @@ def test_a_huge_value_loss_leaves_the_policy_update_unchanged(tmp_path):
 
 
 def test_lm_head_runs_in_float32_on_a_bf16_model_and_its_copy_is_kept():
-    from agents.ppo.model import _sharded
+    from clarify_agents.ppo.model import _sharded
 
     model, _, _ = build_policy_value_model(
         ModelSettings("tiny", None, "bfloat16", False), LoraSettings(lora_r=4)

@@ -7,12 +7,11 @@ import logging
 import shutil
 
 import pytest
+from clarify_agents.ppo.checkpoint import CheckpointError, _sort_target_modules, find_checkpoint
+from clarify_agents.ppo.logs import read_metrics
+from clarify_agents.ppo.trainer import train
+from clarify_bench.cli import main
 from ppo_helpers import one_thread, tiny_config
-
-from agents.ppo.checkpoint import CheckpointError, _sort_target_modules, find_checkpoint
-from agents.ppo.logs import read_metrics
-from agents.ppo.trainer import train
-from benchmarks.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +39,7 @@ def test_fresh_run_after_a_kill_before_the_first_checkpoint_starts_its_metrics_a
     run.mkdir()
     # killed after update 1's metrics line, before any checkpoint was written
     (run / "metrics.jsonl").write_text(json.dumps({"update": 1, "env/return": 9.0}) + "\n")
-    with one_thread(), caplog.at_level(logging.WARNING, logger="agents.ppo.trainer"):
+    with one_thread(), caplog.at_level(logging.WARNING, logger="clarify_agents.ppo.trainer"):
         train(cfg)
     rows = read_metrics(run / "metrics.jsonl")
     assert [r["update"] for r in rows] == [1, 2]  # not [1, 1, 2]
@@ -64,7 +63,7 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(two_updates,
     latest = run / "checkpoints" / "update-000002"
     adapter = latest / "adapter_model.safetensors"
     adapter.write_bytes(adapter.read_bytes()[:100])  # damaged
-    with caplog.at_level(logging.WARNING, logger="agents.ppo.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="clarify_agents.ppo.checkpoint"):
         assert find_checkpoint(run).name == "update-000001"
     assert "update-000002 is unreadable" in caplog.text and "falling back" in caplog.text
     with one_thread():

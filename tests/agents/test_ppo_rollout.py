@@ -5,15 +5,15 @@ from __future__ import annotations
 import gymnasium as gym
 import pytest
 import torch
+from clarify_agents.models import load_tokenizer, resolve_base
+from clarify_agents.ppo import rollout
+from clarify_agents.ppo.config import LoraSettings, ModelSettings, RolloutSettings
+from clarify_agents.ppo.model import build_policy_value_model
+from clarify_agents.ppo.rollout import encode, play_episodes, render, sample_tokens
+from clarify_agents.prompts import observation_to_messages
 from ppo_helpers import one_thread, short_tasks
 
 import clarify_gym  # noqa: F401
-from agents.models import load_tokenizer, resolve_base
-from agents.ppo import rollout
-from agents.ppo.config import LoraSettings, ModelSettings, RolloutSettings
-from agents.ppo.model import build_policy_value_model
-from agents.ppo.rollout import encode, play_episodes, render, sample_tokens
-from agents.prompts import observation_to_messages
 from clarify_gym.dialogue import format_observation
 
 QUESTIONS = [
@@ -263,7 +263,7 @@ def test_no_repeat_ngram_decoding_never_repeats_the_agents_own_ngrams(n):
 
 
 def test_no_repeat_rule_of_an_episode_reads_its_replies_with_their_context():
-    from agents.decoding import NoRepeatNgram
+    from clarify_agents.decoding import NoRepeatNgram
 
     tokens = [9, 5, 1, 2, 7, 5, 3, 8]
     mask = [False, False, True, True, False, False, True, False]

@@ -7,14 +7,14 @@ import math
 import gymnasium as gym
 import pytest
 import torch
+from clarify_agents.models import stop_token_ids
+from clarify_agents.ppo.config import LoraSettings, ModelSettings, RolloutSettings
+from clarify_agents.ppo.model import build_policy_value_model
+from clarify_agents.ppo.rollout import play_episodes
+from clarify_agents.ppo.trainer import Batch
 from ppo_helpers import one_thread, short_tasks
 
 import clarify_gym  # noqa: F401
-from agents.models import stop_token_ids
-from agents.ppo.config import LoraSettings, ModelSettings, RolloutSettings
-from agents.ppo.model import build_policy_value_model
-from agents.ppo.rollout import play_episodes
-from agents.ppo.trainer import Batch
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,14 @@ import math
 
 import pytest
 import torch
+from clarify_agents.models import load_causal_lm
+from clarify_agents.ppo.checkpoint import CHECKPOINT_META, find_checkpoint, load_trained_policy
+from clarify_agents.ppo.logs import read_metrics
+from clarify_agents.ppo.model import build_policy_value_model
+from clarify_agents.ppo.trainer import Batch, train
+from clarify_bench.cli import main
 from peft import PeftModel
 from ppo_helpers import one_thread, tiny_config
-
-from agents.models import load_causal_lm
-from agents.ppo.checkpoint import CHECKPOINT_META, find_checkpoint, load_trained_policy
-from agents.ppo.logs import read_metrics
-from agents.ppo.model import build_policy_value_model
-from agents.ppo.trainer import Batch, train
-from benchmarks.cli import main
 
 TIMING = ("charts/tokens_per_s", "charts/rollout_s", "charts/update_s", "charts/iteration_s")
 
@@ -81,7 +80,7 @@ def test_checkpoint_loads_with_peft_and_generates(one_update):
 
 
 def test_batch_collate_pads_on_the_right():
-    from agents.ppo.rollout import Episode
+    from clarify_agents.ppo.rollout import Episode
 
     short = Episode(0, "a", [5, 6, 7], [False, True, True], [0.0, 0.0, 1.0])
     long = Episode(1, "b", [5, 6, 7, 8], [False, False, True, True], [0.0, 0.0, 0.0, 2.0])

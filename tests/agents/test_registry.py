@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from clarify_agents.base import Agent
+from clarify_agents.baselines import GenericAgent, OracleAgent, PassiveAgent, RandomAgent
+from clarify_agents.registry import AGENTS, AgentEntry, UnknownAgentError, make_agent, parse_spec
 from helpers import short_id
-
-from agents.base import Agent
-from agents.baselines import GenericAgent, OracleAgent, PassiveAgent, RandomAgent
-from agents.registry import AGENTS, AgentEntry, UnknownAgentError, make_agent, parse_spec
 
 
 @pytest.mark.parametrize(
@@ -16,7 +15,7 @@ from agents.registry import AGENTS, AgentEntry, UnknownAgentError, make_agent, p
         ("random", RandomAgent),
         ("oracle", OracleAgent),
         (" oracle ", OracleAgent),
-        ("py:agents.baselines:PassiveAgent", PassiveAgent),
+        ("py:clarify_agents.baselines:PassiveAgent", PassiveAgent),
     ],
     ids=short_id,
 )
@@ -50,7 +49,7 @@ def test_hf_specs_parse_model_and_adapter_without_loading():
         ("hf:", "takes an argument"),
         ("oracle:x", "agent 'oracle' takes no argument"),
         ("py:no_such_module:Agent", "cannot import module 'no_such_module'"),
-        ("py:agents.baselines:Nope", "has no attribute 'Nope'"),
+        ("py:clarify_agents.baselines:Nope", "has no attribute 'Nope'"),
     ],
     ids=short_id,
 )
@@ -72,10 +71,10 @@ def test_bad_specs_say_what_is_valid(spec, message):
 def test_a_new_backend_is_one_entry(monkeypatch):
     # how chat:<model> is wired: one AgentEntry naming the class and the keyword of the argument
     monkeypatch.setitem(
-        AGENTS, "named", AgentEntry("agents.baselines:GenericAgent", arg="max_questions")
+        AGENTS, "named", AgentEntry("clarify_agents.baselines:GenericAgent", arg="max_questions")
     )
     agent = make_agent("named:1")
     assert isinstance(agent, GenericAgent) and agent.max_questions == "1"
-    with pytest.raises(UnknownAgentError, match=r"not an agents\.base\.Agent"):
+    with pytest.raises(UnknownAgentError, match=r"not a clarify_agents\.base\.Agent"):
         make_agent("py:builtins:dict")
     assert issubclass(type(make_agent("passive")), Agent)

@@ -7,9 +7,9 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+from clarify_agents.baselines import GenericAgent
+from clarify_bench.cli import main
 
-from agents.baselines import GenericAgent
-from benchmarks.cli import main
 from clarify_gym.env import ProactiveGatherEnv
 from clarify_gym.integrations.sb3 import (
     GenericBankPolicy,
@@ -121,7 +121,7 @@ def test_train_sb3_cli_writes_results_curve_and_resumes(tmp_path, capsys):
 
 
 def test_train_sb3_refuses_unknown_algorithms(tmp_path):
-    from agents.sb3 import SB3TrainConfig
+    from clarify_agents.sb3 import SB3TrainConfig
 
     with pytest.raises(ValueError, match="unknown algorithm"):
         SB3TrainConfig(algos=("sac",), out=str(tmp_path))

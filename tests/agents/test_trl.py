@@ -7,15 +7,15 @@ import math
 from pathlib import Path
 
 import pytest
-from helpers import short_id
-
-from agents.prompts import observation_to_messages
-from agents.trl import (
+from clarify_agents.prompts import observation_to_messages
+from clarify_agents.trl import (
     build_prompt_dataset,
     build_prompts,
     make_reward_fn,
     reward_fn,
 )
+from helpers import short_id
+
 from clarify_gym.env import ProactiveGatherEnv
 from clarify_gym.questions import GENERIC_QUESTIONS
 
@@ -120,7 +120,7 @@ def test_grpo_example_runs_one_step_on_a_tiny_model_offline(tmp_path):
     spec = importlib.util.spec_from_file_location("trl_grpo_example", EXAMPLE)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    from agents.models import build_tiny_tokenizer, tiny_causal_lm
+    from clarify_agents.models import build_tiny_tokenizer, tiny_causal_lm
 
     tokenizer = build_tiny_tokenizer()  # BPE trained on the bundled tasks, ChatML
     model = tiny_causal_lm(len(tokenizer))

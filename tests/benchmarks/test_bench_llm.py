@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import socket
 
-from benchmarks.cli import main
+from clarify_bench.cli import main
 
 
 def bench(tmp_path, capsys, *args: str) -> tuple[int, str, dict, list[dict]]:

@@ -4,8 +4,9 @@ import json
 import subprocess
 import sys
 
+from clarify_bench.cli import main
+
 import clarify_gym as cg
-from benchmarks.cli import main
 
 
 def test_tasks_list_prints_every_task(capsys):
@@ -35,7 +36,7 @@ def test_tasks_show_masked_marks_hidden_sentences(capsys):
 
 def test_tasks_show_unknown_id_and_bad_source():
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.cli", "tasks", "show", "no-such-task"],
+        [sys.executable, "-m", "clarify_bench.cli", "tasks", "show", "no-such-task"],
         capture_output=True,
         text=True,
     )

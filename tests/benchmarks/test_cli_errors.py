@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from clarify_bench.cli import main
+from clarify_bench.harness.evaluate import BenchConfig, evaluate
 from conftest import write_jsonl
 
 import clarify_gym as cg
-from benchmarks.cli import main
-from benchmarks.evaluate import BenchConfig, evaluate
 
 SAMPLE_ROW = json.loads(
     (Path(cg.__file__).parent / "data" / "sample_tasks.jsonl").read_text("utf-8").splitlines()[0]

@@ -5,12 +5,11 @@ import math
 from pathlib import Path
 
 import pytest
+from clarify_bench.cli import main
+from clarify_bench.harness.evaluate import BenchConfig, evaluate, parse_seeds, summarize_run
+from clarify_bench.harness.runfiles import RunFilesError, read_results
+from clarify_bench.harness.summary import METRICS, run_problems, summarize
 from helpers import KILLED_RUN_AGENTS, kill_bench_mid_run
-
-from benchmarks.cli import main
-from benchmarks.evaluate import BenchConfig, evaluate, parse_seeds, summarize_run
-from benchmarks.runfiles import RunFilesError, read_results
-from benchmarks.summary import METRICS, run_problems, summarize
 
 BASELINES = ("passive", "generic", "random", "oracle")
 
@@ -133,7 +132,7 @@ def test_a_failing_episode_is_left_out_and_retried_on_resume(tmp_path):
 
 def test_batched_local_model_runs_in_lock_step(tmp_path):
     pytest.importorskip("transformers")
-    from agents.models import tiny_checkpoint
+    from clarify_agents.models import tiny_checkpoint
 
     model = tiny_checkpoint()
     settings = {

@@ -1,4 +1,4 @@
-"""``benchmarks.gpu_check``: its CPU dry run (the same code path as on a GPU, on a 2-layer toy with
+"""``clarify_bench.studies.gpu_check``: its CPU dry run (the same code path as on a GPU, on a 2-layer toy with
 the real Qwen2.5 vocabulary and tokenizer), its refusal without a GPU, and the random models it
 builds (the real Qwen2.5 architectures)."""
 
@@ -8,12 +8,11 @@ import json
 
 import pytest
 import torch
+from clarify_agents.models import load_causal_lm, load_tokenizer
+from clarify_agents.random_models import random_config
+from clarify_bench.studies import gpu_check
+from clarify_bench.studies.memory_budget import QWEN25_7B
 from ppo_helpers import one_thread, short_tasks
-
-from agents.models import load_causal_lm, load_tokenizer
-from agents.random_models import random_config
-from benchmarks import gpu_check
-from benchmarks.memory_budget import QWEN25_7B
 
 
 def test_cpu_dry_run_passes_every_check(tmp_path, capsys):

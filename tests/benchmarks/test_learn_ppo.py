@@ -6,10 +6,9 @@ import json
 
 import pytest
 import torch
+from clarify_agents.ppo.checkpoint import load_trained_policy
+from clarify_bench.studies import learn_ppo
 from ppo_helpers import one_thread
-
-from agents.ppo.checkpoint import load_trained_policy
-from benchmarks import learn_ppo
 
 
 def _argv(tmp_path, **overrides):
@@ -176,7 +175,7 @@ def test_the_no_repeat_rule_reaches_the_test_episodes_and_is_recorded(
     # that repeats itself); here: the flag reaches every test episode, frozen and trained alike.
     # (The tiny random model's 8-token greedy replies happen to hold no repeated 2-gram, so
     # comparing replies would not show it.)
-    from agents.ppo import rollout
+    from clarify_agents.ppo import rollout
 
     seen, play = [], rollout.play_episodes
 

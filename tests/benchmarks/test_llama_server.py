@@ -13,9 +13,8 @@ import os
 from pathlib import Path
 
 import pytest
-
-from benchmarks.llama_server import measure
-from benchmarks.runfiles import write_json_atomic
+from clarify_bench.harness.runfiles import write_json_atomic
+from clarify_bench.studies.llama_server import measure
 
 pytestmark = [pytest.mark.llama_server, pytest.mark.timeout(3000)]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks import perf_activations
+from clarify_bench.studies import perf_activations
 
 
 def test_lora_in_bf16_saves_less_than_peft_default_and_writes_json(tmp_path, capsys):

@@ -15,9 +15,8 @@ import pytest
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray", reason='Ray is an optional extra: pip install "clarify-gym[ray]"')
 
+from clarify_bench.harness.evaluate import BenchConfig, evaluate  # noqa: E402
 from helpers import KILLED_RUN_AGENTS, kill_bench_mid_run  # noqa: E402
-
-from benchmarks.evaluate import BenchConfig, evaluate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PATHS = os.pathsep.join(str(p) for p in (ROOT, ROOT / "tests"))
@@ -66,14 +65,14 @@ def test_ray_rows_equal_the_thread_runner(cluster, tmp_path):
     meta = json.loads((tmp_path / "ray" / "metadata.json").read_text())
     assert meta["ray"]["cpus"] == 2.0 and meta["finished"]
     assert meta["agents"]["oracle"]["privileged"] is True
-    assert meta["agents"]["random"]["class"] == "agents.baselines.RandomAgent"
+    assert meta["agents"]["random"]["class"] == "clarify_agents.baselines.RandomAgent"
     summary = (tmp_path / "ray" / "summary.md").read_text()
     assert "| oracle | 24 | 12 |" in summary
 
 
 def test_ray_batched_local_model_matches(cluster, tmp_path):
     pytest.importorskip("transformers")
-    from agents.models import tiny_checkpoint
+    from clarify_agents.models import tiny_checkpoint
 
     model = tiny_checkpoint()
     settings = {
@@ -107,7 +106,7 @@ def test_a_worker_dying_mid_episode_loses_nothing_and_reruns_it(cluster, tmp_pat
     marker = tmp_path / "died"
     spec = "py:bench_agents:DiesOnce"
     settings = {"agents": (spec, "oracle"), "agent_kwargs": {spec: {"marker": str(marker)}}}
-    with caplog.at_level("WARNING", logger="benchmarks.ray_runner"):
+    with caplog.at_level("WARNING", logger="clarify_bench.harness.ray_runner"):
         evaluate(quiet(out=str(tmp_path / "ray"), ray=cluster, concurrency=2, **settings))
     assert marker.exists(), "the worker never died: the test proves nothing"
     assert any("actor died" in r.getMessage() for r in caplog.records)
@@ -123,7 +122,7 @@ def test_a_worker_dying_mid_episode_loses_nothing_and_reruns_it(cluster, tmp_pat
 
 
 def test_bad_ray_input_ends_in_one_line(monkeypatch, tmp_path, capsys):
-    from benchmarks.cli import main
+    from clarify_bench.cli import main
 
     out = str(tmp_path / "x")
     with pytest.raises(SystemExit) as stop:

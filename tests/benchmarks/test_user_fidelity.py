@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from benchmarks import user_fidelity
-from benchmarks.adversaries import SETS, adversary_table
-from benchmarks.fidelity_metrics import Outcome, fidelity
+from clarify_bench.studies import user_fidelity
+from clarify_bench.studies.adversaries import SETS, adversary_table
+from clarify_bench.studies.fidelity_metrics import Outcome, fidelity
+
 from clarify_gym.masking import mask
 from clarify_gym.tasks import load_tasks
 

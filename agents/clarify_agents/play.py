@@ -1,0 +1,130 @@
+"""Play ProactiveGather in the terminal (``clarify-gym play``).
+
+* ``clarify-gym play``: you are the assistant. You see the visible task, type one question per
+  turn (the offline user answers) and ``STOP`` when ready; then you see the outline the writer
+  drafted from the answers, the checklist and your scores.
+* ``clarify-gym play --as user --agent generic``: you are the person. You see the whole task,
+  hidden part included (what you know but did not say), and answer the agent's questions.
+  You cite nothing, so rewards are estimates: your answer is matched to the task sentences by
+  BM25 (see :mod:`clarify_gym.human`).
+
+End of input counts as ``STOP`` (assistant) or an empty answer (user).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from clarify_gym.cli import json_object
+from clarify_gym.env import EPISODE_METRICS
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``clarify-gym play``."""
+    parser.add_argument(
+        "--as",
+        dest="role",
+        choices=("assistant", "user"),
+        default="assistant",
+        help="your role (default: assistant)",
+    )
+    parser.add_argument(
+        "--agent",
+        default="generic",
+        help="the agent asking you questions with --as user (default: %(default)s)",
+    )
+    parser.add_argument("--task", default=None, help="task id (default: one drawn with --seed)")
+    parser.add_argument("--tasks", default="sample", help="task source (default: %(default)s)")
+    parser.add_argument("--split", default=None, help="keep one split")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    parser.add_argument("--env-id", default="ProactiveGather-v0", help="env id")
+    parser.add_argument(
+        "--env-kwargs", type=json_object, default={}, help="JSON kwargs for gym.make"
+    )
+
+
+def _metrics(info: dict[str, Any]) -> str:
+    keys = EPISODE_METRICS
+    return "\n".join(
+        f"  {k:<22} {info[k]:.3f}" if isinstance(info[k], float) else f"  {k:<22} {info[k]}"
+        for k in keys
+    )
+
+
+def _finish(env: Any, info: dict[str, Any], estimated: bool) -> None:
+    task = env.unwrapped.state.task
+    print("\n## Outline the writer drafted\n")
+    print(info["outline"])
+    print("\n## Checklist (hidden output sections and notes)\n")
+    for item, met in zip(task.checklist, info["checklist_met"], strict=True):
+        print(f"  [{'x' if met else ' '}] {item.text}")
+    note = " (estimated: your answers were matched to the task sentences)" if estimated else ""
+    print(f"\n## Scores{note}\n")
+    print(_metrics(info))
+
+
+def _read(prompt: str) -> str | None:
+    try:
+        return input(prompt)
+    except EOFError:
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``clarify-gym play``."""
+    import clarify_gym
+    from clarify_gym.human import HumanUser
+    from clarify_gym.registration import make_env
+
+    tasks = clarify_gym.load_tasks(args.tasks, split=args.split)
+    kwargs = dict(args.env_kwargs)
+    if args.role == "user":
+        kwargs["user"] = HumanUser(k=kwargs.get("answer_max_sentences", 3))
+    env = make_env(args.env_id, tasks=tasks, **kwargs)
+    options = {"task_id": args.task} if args.task else None
+    obs, info = env.reset(seed=args.seed, options=options)
+    task = env.unwrapped.state.task
+    max_q = env.unwrapped.max_questions
+
+    if args.role == "assistant":
+        print(f"# Task {task.task.id} ({task.task.field}): you are the assistant\n")
+        print(task.visible_text)
+        print(
+            f"\nAsk up to {max_q} questions, one per line; type STOP to have the outline written."
+        )
+        while True:
+            line = _read(f"\nQuestion {info['questions_asked'] + 1} of {max_q}> ")
+            action = "STOP" if line is None else line
+            obs, reward, terminated, truncated, info = env.step(action)
+            if "answer" in info:
+                print(f"User: {info['answer']}")
+                print(f"  (reward {float(reward):.3f})")
+            if terminated or truncated:
+                break
+        _finish(env, info, estimated=False)
+        return 0
+
+    from clarify_agents.registry import make_agent
+
+    agent = make_agent(args.agent)
+    agent.reset(seed=args.seed, task=task if agent.privileged else None)
+    print(f"# Task {task.task.id} ({task.task.field}): you are the person, {args.agent} asks\n")
+    print("## What you sent the assistant\n")
+    print(task.visible_text)
+    print("\n## What you know but did not say (answer from this)\n")
+    for s in task.hidden_sentences:
+        print(f"- ({s.field}) {s.text}")
+    print("\nAnswer each question in one line (an empty line: no answer).")
+    while True:
+        obs, reward, terminated, truncated, info = env.step(agent.act(obs))
+        if terminated:
+            print(f"\nAssistant: STOP (after {info['questions_asked']} questions)")
+        elif "answer" in info:
+            print(f"  (estimated reward {float(reward):.3f})")
+        if terminated or truncated:
+            break
+    _finish(env, info, estimated=True)
+    return 0

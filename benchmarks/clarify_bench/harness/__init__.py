@@ -1,0 +1,1 @@
+"""The benchmark harness: evaluate any agent (threads or Ray), run files, summary, compare."""

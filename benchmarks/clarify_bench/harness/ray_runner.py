@@ -1,0 +1,362 @@
+"""Run benchmark episodes on a Ray cluster (``clarify-gym bench --ray [ADDRESS]``).
+
+``--ray`` starts a local cluster; ``--ray ADDRESS`` (``auto``, ``HOST:PORT`` or
+``ray://HOST:PORT``) joins a running one. Ray is an optional extra
+(``pip install "clarify-gym[ray]"``), imported only here.
+
+Each agent gets ``--ray-actors`` :class:`EpisodeActor` actors, spread over the cluster. An actor
+builds the agent once (a local model loads once per actor) and one env per thread, from the task
+list the driver puts in the object store once. Unbatched agents (baselines, API models) run
+whole episodes on ``ceil(concurrency / actors)`` threads per actor, so ``--concurrency N`` keeps
+N episodes in flight across the cluster; batched agents (local models) run ``--batch-size``
+episodes at a time through ``act_batch``, one batch per actor.
+
+Only the driver writes: each finished episode comes back as its ``results.jsonl`` row and goes
+through the same ``emit`` as the thread runner, so ``--resume``, the summary and the plots behave
+exactly as without Ray. An episode whose actor dies (its process is killed, its node is lost) is
+put back in the queue and rerun on a fresh actor, at most :data:`MAX_ATTEMPTS` times; an
+exception inside an episode is a failed episode, as in the thread runner (logged, not
+recorded, retried by ``--resume``). A batch that dies is rerun whole: its rows only come back
+when the batch is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from clarify_bench.harness.episodes import Episode, Failures, run_batched, run_episode
+from clarify_gym.errors import MissingDependencyError
+
+__all__ = [
+    "MAX_ATTEMPTS",
+    "EpisodeActor",
+    "RayRunner",
+    "add_ray_arguments",
+    "agent_metadata",
+    "code_paths",
+    "forwarded_env",
+    "require_ray",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Times one episode is started on an actor that then dies before it is given up on.
+MAX_ATTEMPTS = 3
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def agent_metadata(agent: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What ``metadata.json`` records about one agent (the same with and without Ray)."""
+    return {
+        "class": f"{type(agent).__module__}.{type(agent).__qualname__}",
+        "privileged": agent.privileged,
+        "batched": agent.batched,
+        "kwargs": kwargs,
+        **agent.describe(),
+    }
+
+
+def code_paths(path: Sequence[str] | None = None) -> list[str]:
+    """The driver's import folders outside the Python installation (the project, its tests):
+    the actors get them on their ``PYTHONPATH``, so a ``py:module:Agent`` spec the driver can
+    import, they can too.
+
+    >>> code_paths(["", "/work/repo", sys.prefix + "/lib/python3/site-packages"]) == (
+    ...     ["/work/repo"] if os.path.isdir("/work/repo") else [])
+    True
+    """
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    out = []
+    for entry in sys.path if path is None else path:
+        real = os.path.realpath(entry) if entry else ""
+        if not real or not os.path.isdir(real):
+            continue
+        if any(real == p or real.startswith(p + os.sep) for p in prefixes):
+            continue
+        if real not in out:
+            out.append(real)
+    return out
+
+
+#: Ray's switch that makes a cluster started here use the loopback address (127.0.0.1) instead of
+#: the machine's network address; read once, when ``ray`` is first imported.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def require_ray(*, loopback: bool = False) -> Any:
+    """The ``ray`` module, or :class:`~clarify_gym.errors.MissingDependencyError` naming the extra.
+
+    ``loopback=True`` (a local cluster started by ``--ray``) keeps every Ray process on
+    127.0.0.1, so a benchmark on one machine never listens on or talks to a network address; a
+    cluster other machines can join is started with ``ray start --head`` and passed as
+    ``--ray ADDRESS``.
+    """
+    if loopback and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ENV, "0")
+    try:
+        import ray
+    except ImportError as exc:
+        raise MissingDependencyError("ray", "ray", "clarify-gym bench --ray") from exc
+    return ray
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """The Ray options of ``clarify-gym bench``."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help='run episodes on Ray: alone, start a local cluster; with ADDRESS ("auto", '
+        "HOST:PORT, ray://HOST:PORT) join one (needs clarify-gym[ray])",
+    )
+    parser.add_argument(
+        "--ray-actors",
+        type=_positive,
+        default=None,
+        help="Ray actors per agent (default: one per cluster CPU, at most --concurrency)",
+    )
+
+
+#: Environment variables the actors get from the driver: the LLM endpoint, model and key settings.
+FORWARDED_PREFIXES = ("CLARIFY_GYM_", "OPENAI_")
+
+
+def forwarded_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The driver's LLM settings (``CLARIFY_GYM_*``, ``OPENAI_*``), so every actor talks to the
+    same endpoint with the same model, key, cache and limits as the driver would.
+
+    >>> forwarded_env({"CLARIFY_GYM_LLM_MODEL": "m", "HOME": "/root", "OPENAI_API_KEY": "k"})
+    {'CLARIFY_GYM_LLM_MODEL': 'm', 'OPENAI_API_KEY': 'k'}
+    """
+    environ = dict(os.environ) if environ is None else environ
+    return {k: v for k, v in environ.items() if k.startswith(FORWARDED_PREFIXES)}
+
+
+class EpisodeActor:
+    """Plays episodes of one agent on one Ray worker (wrapped with ``ray.remote`` by
+    :class:`RayRunner`; usable as a plain object in tests)."""
+
+    def __init__(
+        self,
+        spec: str,
+        kwargs: dict[str, Any],
+        env_id: str,
+        env_kwargs: dict[str, Any],
+        tasks: list[Any],
+        threads: int | None = None,
+    ) -> None:
+        from clarify_agents.registry import make_agent
+
+        import clarify_gym  # noqa: F401  (registers the env ids in this process)
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self._spec, self._kwargs = spec, kwargs
+        self._env_id, self._env_kwargs, self._tasks = env_id, env_kwargs, tasks
+        self._make_agent = make_agent
+        self.agent = make_agent(spec, **kwargs)  # built once: a local model loads here
+        self._spare = [self.agent]
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def make_env(self) -> Any:
+        import gymnasium as gym
+
+        return gym.make(self._env_id, tasks=self._tasks, **self._env_kwargs)
+
+    def describe(self) -> dict[str, Any]:
+        """The agent's metadata, and where this actor runs."""
+        return {**agent_metadata(self.agent, self._kwargs), "pid": os.getpid()}
+
+    def run(self, episode: Episode) -> dict[str, Any]:
+        """One episode with an unbatched agent (one agent and env per actor thread)."""
+        local = self._local
+        if not hasattr(local, "env"):
+            with self._lock:
+                local.agent = self._spare.pop() if self._spare else None
+            if local.agent is None:
+                local.agent = self._make_agent(self._spec, **self._kwargs)
+            local.env = self.make_env()
+        return run_episode(episode, local.env, local.agent)
+
+    def run_batch(self, episodes: list[Episode], batch_size: int) -> list[dict[str, Any]]:
+        """Episodes of a batched agent in lock step; all their rows at the end."""
+        rows: list[dict[str, Any]] = []
+        run_batched(episodes, self.agent, self.make_env, batch_size, rows.append)
+        return rows
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One actor and the work it has in flight (compared by identity)."""
+
+    handle: Any
+    busy: int = 0
+
+
+class RayRunner:
+    """Connects to (or starts) a Ray cluster and runs one agent's episodes on it at a time."""
+
+    def __init__(self, address: str | None = None, *, actors: int | None = None) -> None:
+        ray = require_ray(loopback=address in (None, "", "local"))
+        if actors is not None and actors < 1:
+            raise ValueError("--ray-actors must be >= 1")
+        self.ray = ray
+        self.actors = actors
+        self.started = False
+        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(code_paths()), **forwarded_env()}}
+        if ray.is_initialized():
+            pass  # a caller (a test, a notebook) already connected: use that cluster
+        elif address in (None, "", "local"):
+            ray.init(include_dashboard=False, runtime_env=runtime_env, log_to_driver=False)
+            self.started = True
+        else:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        self.cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        logger.info("ray: %s CPUs in the cluster", self.cpus)
+
+    def close(self) -> None:
+        """Shut down the cluster this runner started (a joined one keeps running)."""
+        if self.started:
+            self.ray.shutdown()
+            self.started = False
+
+    def __enter__(self) -> RayRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def actor_class(self, threads: int, count: int) -> Any:
+        """:class:`EpisodeActor` as a Ray actor class: ``threads`` calls at once, a fair share of
+        the cluster's CPUs for ``count`` actors, not restarted (the driver replaces dead ones)."""
+        return self.ray.remote(
+            num_cpus=min(1.0, self.cpus / count), max_concurrency=threads, max_restarts=0
+        )(EpisodeActor)
+
+    def run_agent(
+        self,
+        spec: str,
+        kwargs: dict[str, Any],
+        episodes: list[Episode],
+        cfg: Any,
+        tasks: list[Any],
+        emit: Emit,
+        failures: Failures,
+        record: Callable[[dict[str, Any]], None] = lambda meta: None,
+    ) -> None:
+        """Run ``episodes`` of one agent with the settings of ``cfg`` (a
+        :class:`~clarify_bench.harness.evaluate.BenchConfig`); emit each row as it comes back. ``record``
+        gets the agent's metadata (see :func:`agent_metadata`) before the first episode."""
+        concurrency, batch_size = cfg.concurrency, cfg.batch_size
+        ray = self.ray
+        count = self.actors or max(1, min(concurrency, math.ceil(self.cpus), len(episodes)))
+        per_actor = max(1, math.ceil(concurrency / count))
+        cls = self.actor_class(per_actor, count)
+        tasks_ref = ray.put(tasks)
+
+        def new_actor() -> Any:
+            return cls.remote(spec, kwargs, cfg.env_id, cfg.env_kwargs, tasks_ref, cfg.threads)
+
+        slots = [_Slot(new_actor()) for _ in range(count)]
+        try:
+            meta = ray.get(slots[0].handle.describe.remote())
+            meta.pop("pid", None)
+            record(meta)
+            if meta["batched"]:
+                chunks = [episodes[i : i + batch_size] for i in range(0, len(episodes), batch_size)]
+                self._drive(slots, chunks, 1, new_actor, emit, failures, batch_size=batch_size)
+            else:
+                self._drive(slots, [[e] for e in episodes], per_actor, new_actor, emit, failures)
+        finally:
+            for slot in slots:
+                ray.kill(slot.handle)
+
+    def _drive(
+        self,
+        slots: list[_Slot],
+        work: list[list[Episode]],
+        per_actor: int,
+        new_actor: Callable[[], Any],
+        emit: Emit,
+        failures: Failures,
+        *,
+        batch_size: int | None = None,
+    ) -> None:
+        """Keep every actor busy; requeue the work of an actor that died."""
+        ray = self.ray
+        from ray.exceptions import ActorUnavailableError, RayActorError, WorkerCrashedError
+
+        lost = (RayActorError, ActorUnavailableError, WorkerCrashedError)
+        pending = deque(work)
+        attempts: dict[tuple[Episode, ...], int] = {}
+        running: dict[Any, tuple[list[Episode], _Slot]] = {}
+        while pending or running:
+            for slot in slots:
+                while pending and slot.busy < per_actor:
+                    item = pending.popleft()
+                    if batch_size is None:
+                        ref = slot.handle.run.remote(item[0])
+                    else:
+                        ref = slot.handle.run_batch.remote(item, batch_size)
+                    running[ref] = (item, slot)
+                    slot.busy += 1
+            ready, _ = ray.wait(list(running), num_returns=1)
+            for ref in ready:
+                item, slot = running.pop(ref)
+                slot.busy -= 1
+                try:
+                    result = ray.get(ref)
+                except lost as exc:
+                    self._replace(slots, slot, new_actor)
+                    key = tuple(item)
+                    attempts[key] = attempts.get(key, 0) + 1
+                    if attempts[key] < MAX_ATTEMPTS:
+                        logger.warning(
+                            "ray: an actor died running %d episode(s) of %s; rerunning them (%s)",
+                            len(item),
+                            item[0].agent,
+                            type(exc).__name__,
+                        )
+                        pending.appendleft(item)
+                    else:
+                        for episode in item:
+                            failures.failure(episode, exc)
+                    continue
+                except Exception as exc:
+                    cause = getattr(exc, "cause", None) or exc
+                    if batch_size is not None:
+                        raise cause from exc  # as without Ray: a batched agent's error stops the run
+                    failures.failure(item[0], cause)
+                    continue
+                rows = result if batch_size is not None else [result]
+                failures.success(item[0].agent)
+                for row in rows:
+                    emit(row)
+
+    @staticmethod
+    def _replace(slots: list[_Slot], dead: _Slot, new_actor: Callable[[], Any]) -> None:
+        """A fresh actor in place of a dead one (once, however many of its calls fail)."""
+        if dead in slots:
+            slots[slots.index(dead)] = _Slot(new_actor())
