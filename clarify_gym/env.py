@@ -145,7 +145,8 @@ class ProactiveGatherEnv(gym.Env[str, str]):
     ``invalid`` (None or the reason) and ``user_error`` (None, or why the user could not
     answer). Nothing before the end reveals |H| or sentence ids (either would let an agent work
     out H); the last step adds ``num_hidden`` (|H|), ``elicited`` (hidden ids elicited), and
-    per question ``cited_ids`` and ``new_hidden_ids``, for the episode metrics. LLM
+    per question ``cited_ids`` and ``new_hidden_ids``, for the episode metrics, and
+    ``checklist_items`` when the judge built its own checklist (an LLM-built one). LLM
     parts add ``user_usage`` per step and, at the end, the episode's ``llm/prompt_tokens``,
     ``llm/completion_tokens`` and ``llm/calls`` (user, writer and judge; replies replayed from
     the cache count as when first made, so a replay reports what the original did).
@@ -315,6 +316,8 @@ class ProactiveGatherEnv(gym.Env[str, str]):
             self._add_usage(usage)
         if state.llm_usage:
             info.update({f"llm/{k}": v for k, v in state.llm_usage.items()})
+        if verdict.items is not None:
+            info["checklist_items"] = list(verdict.items)
         asked = state.questions_asked
         redundant = sum(1 for t in state.turns if not t.new_hidden_ids)
         info.update(
