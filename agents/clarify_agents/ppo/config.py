@@ -304,12 +304,15 @@ class LogSettings:
     """Checkpoints kept on disk (older ones are deleted)."""
     tensorboard: bool = True
     """Log to TensorBoard through accelerate's tracker."""
+    sample_every: int = 10
+    """Log a few sample dialogues every this many updates (samples.jsonl, TensorBoard text; 0: never)."""
     progress: bool = True
     """Show a progress bar."""
 
     def __post_init__(self) -> None:
         _check(self.updates >= 1 and self.save_every >= 1, "updates and save_every must be >= 1")
         _check(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
+        _check(self.sample_every >= 0, "sample_every must be >= 0 (0: no sample dialogues)")
         _check(
             self.mixed_precision in _PRECISIONS,
             f"mixed_precision must be one of {_PRECISIONS}, got {self.mixed_precision!r}",

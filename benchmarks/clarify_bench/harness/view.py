@@ -456,7 +456,8 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 .meta td:first-child { color: var(--muted); white-space: nowrap; }
 .meta td { max-width: 1100px; overflow-wrap: anywhere; }
 .muted { color: var(--muted); }
-.plots img { max-width: 560px; width: 100%; border: 1px solid var(--line); margin: 4px 8px 4px 0; }
+.plots { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 8px; }
+.plots img { max-width: 460px; width: 100%; border: 1px solid var(--line); }
 .grid td.cell { padding: 0; width: 56px; height: 22px; }
 .grid .seeds { display: flex; height: 100%; }
 .grid .seeds a { flex: 1; display: block; text-align: center; font-size: 11px; line-height: 22px;
@@ -733,7 +734,7 @@ function episodePage(r, i) {
   const left = el("div", {}, task ? el("details", { open: "" }, el("summary", {}, "Visible task (what the agent saw)"), el("pre", { id: "visible" }, task.visible_text)) : null,
     el("h3", {}, "Dialogue"), dialogue(ep, task));
   const right = el("div", {}, hiddenList(ep, task), checklist(ep, task), outline(ep));
-  app.append(header(run, ep), errorsBox(ep), el("div", { class: "cols" }, left, right));
+  app.append(...[header(run, ep), errorsBox(ep), el("div", { class: "cols" }, left, right)].filter(Boolean));
 }
 function pairPage(r1, i1, r2, i2) {
   const a = RUNS[r1] && RUNS[r1].episodes[i1], b = RUNS[r2] && RUNS[r2].episodes[i2];
