@@ -26,5 +26,5 @@ def test_page_loads_without_console_errors_and_clicks_through(baseline_run, tmp_
     assert seen["grid_cells"] == 96  # 48 episodes in each of two runs
     assert seen["episode_title"].endswith("oracle on cg-medicine-03 (seed 0)")
     assert seen["turns"] == 5 and seen["hidden_header"].startswith("Hidden sentences: ")
-    assert seen["checklist_marks"] > 0 and seen["pair_columns"] == 2
+    assert seen["checklist_marks"] > 0 and seen["pair_columns"] == 2 and not seen["stray_null"]
     assert seen["compare_rows"] == 12 and "over 12 paired tasks" in seen["compare_summary"]

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -333,7 +334,7 @@ def rescore(run_dir: Path, cfg: RescoreConfig) -> Path:
 
         if cfg.concurrency == 1:
             for row in todo:
-                settle(row, lambda row=row: one(row))
+                settle(row, partial(one, row))
         else:
             with ThreadPoolExecutor(cfg.concurrency, thread_name_prefix="rescore") as pool:
                 futures = [(row, pool.submit(one, row)) for row in todo]

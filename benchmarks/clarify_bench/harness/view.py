@@ -876,6 +876,11 @@ function notFound() {
   app.replaceChildren(el("p", {}, "Nothing here. ", el("a", { href: "#" }, "Back to the overview.")));
 }
 function route() {
+  const started = performance.now();
+  render();
+  window.viewRenderMs = performance.now() - started;  // read by the browser study
+}
+function render() {
   const parts = location.hash.slice(1).split("/").filter((p) => p !== "").map(decodeURIComponent);
   const n = (k) => Number(parts[k]);
   window.scrollTo(0, 0);

@@ -108,9 +108,10 @@ def click_through(driver: Any, page: Path, shots: Path | None = None) -> dict[st
     driver.get(Path(page).resolve().as_uri())
     _wait(driver, "table.grid")
     seen["overview_ms"] = round((time.perf_counter() - started) * 1000)
-    seen["dom_ready_ms"] = driver.execute_script(
-        "const t = performance.timing; return t.domContentLoadedEventEnd - t.navigationStart;"
+    seen["load_ms"] = driver.execute_script(  # navigation start to the page drawn
+        "const t = performance.timing; return t.loadEventEnd - t.navigationStart;"
     )
+    seen["overview_render_ms"] = round(driver.execute_script("return window.viewRenderMs;"))
     seen["errors"] += _errors(driver)
     if shots:
         driver.save_screenshot(str(shots / "view_overview.png"))
@@ -121,17 +122,26 @@ def click_through(driver: Any, page: Path, shots: Path | None = None) -> dict[st
     target.click()
     _wait(driver, ".dialogue")
     seen["episode_ms"] = round((time.perf_counter() - started) * 1000)
+    seen["episode_render_ms"] = round(driver.execute_script("return window.viewRenderMs;"))
     seen["episode_title"] = driver.find_element(By.CSS_SELECTOR, "main h2").text
     seen["turns"] = len(driver.find_elements(By.CSS_SELECTOR, ".turn"))
     seen["hidden_header"] = driver.find_element(
         By.XPATH, "//h3[starts-with(., 'Hidden sentences')]"
     ).text
     seen["checklist_marks"] = len(driver.find_elements(By.CSS_SELECTOR, ".met, .unmet"))
+    seen["stray_null"] = driver.execute_script(
+        "return /(^|\\n)null(\\n|$)/.test(document.body.innerText);"
+    )
     seen["errors"] += _errors(driver)
     if shots:
         driver.save_screenshot(str(shots / "view_episode.png"))
     buttons = driver.find_elements(By.ID, "pair-go")
     if buttons:
+        from selenium.webdriver.support.ui import Select
+
+        select = Select(driver.find_element(By.ID, "pair-with"))
+        labels = [o.text for o in select.options]
+        select.select_by_index(next((k for k, t in enumerate(labels) if "generic" in t), 0))
         buttons[0].click()
         _wait(driver, ".cols .dialogue")
         seen["pair_columns"] = len(driver.find_elements(By.CSS_SELECTOR, "main .cols > div"))
