@@ -598,12 +598,12 @@ function runSection(run, r) {
   for (const [k, v] of Object.entries(run.meta)) meta.append(el("tr", {}, el("td", {}, k), el("td", {}, v)));
   sec.append(el("details", { open: run.kind === "bench" ? "" : null }, el("summary", {}, "Run metadata"), meta));
   sec.append(summaryTable(run));
+  sec.append(grid(run, r));
   if (run.plots.length) {
     const box = el("div", { class: "plots" });
     for (const p of run.plots) box.append(el("img", { src: p.src, alt: p.name, title: p.name }));
     sec.append(el("details", { open: "" }, el("summary", {}, "Plots"), box));
   }
-  sec.append(grid(run, r));
   return sec;
 }
 function summaryTable(run) {

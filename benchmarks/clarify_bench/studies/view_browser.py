@@ -113,8 +113,10 @@ def click_through(driver: Any, page: Path, shots: Path | None = None) -> dict[st
     )
     seen["overview_render_ms"] = round(driver.execute_script("return window.viewRenderMs;"))
     seen["errors"] += _errors(driver)
-    if shots:
+    if shots:  # the summary and the grid
+        driver.execute_script("document.querySelector('details').open = false;")
         driver.save_screenshot(str(shots / "view_overview.png"))
+        driver.execute_script("document.querySelector('details').open = true;")
     cells = driver.find_elements(By.CSS_SELECTOR, "table.grid .seeds a")
     seen["grid_cells"] = len(cells)
     target = next((c for c in cells if "oracle on" in (c.get_attribute("title") or "")), cells[0])
@@ -165,7 +167,7 @@ def _shrink(path: Path) -> None:
     from PIL import Image
 
     with Image.open(path) as image:
-        small = image.convert("RGB").quantize(colors=64)
+        small = image.convert("RGB").quantize(colors=256)
         small.save(path, optimize=True)
 
 
