@@ -160,6 +160,8 @@ def test_cli_trains_two_updates_of_the_tiny_preset_and_resumes(tmp_path, capsys)
     keys = [(r["update"], r["task_id"], r["seed"]) for r in samples]
     assert sorted({k[0] for k in keys}) == [1, 2, 3] and len(keys) == len(set(keys))
     assert all(r["agent"] == f"update {r['update']}" and "dialogue" in r for r in samples)
+    events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert any(b"samples/dialogues" in p.read_bytes() for p in events)  # TensorBoard's text tab
     from clarify_bench.harness.view import load_run
 
     viewed = load_run(out)
