@@ -64,6 +64,22 @@ CASES: dict[str, tuple[list[str], str]] = {
     "play-env-kwargs-typo": (["play", "--env-kwargs", '{"max_questionz": 3}'], "max_questionz"),
     "play-unknown-env-id": (["play", "--env-id", "Nope-v0"], "unknown env id 'Nope-v0'"),
     "train-no-preset": (["train"], "give --preset NAME"),
+    "train-question-cost-nan": (
+        ["train", "--preset", "tiny", "--question-cost", "nan"],
+        "question_cost must be a finite number >= 0, got nan",
+    ),
+    "train-checklist-weight-inf": (
+        ["train", "--preset", "tiny", "--checklist-weight", "inf"],
+        "checklist_weight must be a finite number >= 0, got inf",
+    ),
+    "bench-question-cost-nan": (
+        ["bench", "--env-kwargs", '{"question_cost": NaN}'],
+        "question_cost must be a finite number >= 0, got nan",
+    ),
+    "bench-sentence-weight-negative": (
+        ["bench", "--env-kwargs", '{"sentence_weights": {"notes": -1}}'],
+        "sentence_weights['notes'] must be a finite number >= 0, got -1",
+    ),
 }
 #: argparse's own errors (usage, then one error line)
 ARGPARSE_CASES: dict[str, tuple[list[str], str]] = {

@@ -19,6 +19,7 @@ import ast
 import dataclasses
 import inspect
 import itertools
+import math
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -274,6 +275,12 @@ class EnvSettings:
 
     def __post_init__(self) -> None:
         _check(self.max_questions >= 1, "max_questions must be >= 1")
+        for name in ("question_cost", "checklist_weight"):
+            value = getattr(self, name)
+            _check(
+                isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,
+                f"{name} must be a finite number >= 0, got {value!r}",
+            )
 
     def make_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``gym.make(env_id, ...)``."""
