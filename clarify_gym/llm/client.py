@@ -228,9 +228,11 @@ class LLMClient:
         status = getattr(exc, "status_code", None)
         if "response_format" not in sampling or status not in (400, 422):
             return False
+        url = self.config.base_url
+        assert url is not None  # LLMConfig.resolve always sets it
         with POOL_LOCK:
-            first = self.config.base_url not in _FORMAT_REJECTED
-            _FORMAT_REJECTED.add(self.config.base_url)
+            first = url not in _FORMAT_REJECTED
+            _FORMAT_REJECTED.add(url)
         if first:
             logger.warning(
                 "%s rejected response_format (HTTP %s: %s); sending JSON requests without it "

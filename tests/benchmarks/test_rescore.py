@@ -106,14 +106,15 @@ def test_llm_judge_on_the_fake_server_records_usage_and_errors(
 
 def test_resume_finishes_a_killed_rescore_without_doing_episodes_twice(baseline_run, tmp_path):
     out = tmp_path / "part"
-    rescore(baseline_run, RescoreConfig(out=str(out), progress=False, plots=False))
+    rescore(RescoreConfig(str(baseline_run), out=str(out), progress=False, plots=False))
     rows = (out / "results.jsonl").read_text().splitlines(keepends=True)
     (out / "results.jsonl").write_text("".join(rows[:20]) + rows[20][:15])  # killed mid-write
     with pytest.raises(Exception, match="--resume"):
-        rescore(baseline_run, RescoreConfig(out=str(out), progress=False, plots=False))
+        rescore(RescoreConfig(str(baseline_run), out=str(out), progress=False, plots=False))
     rescore(
-        baseline_run,
-        RescoreConfig(out=str(out), resume=True, concurrency=2, progress=False, plots=False),
+        RescoreConfig(
+            str(baseline_run), out=str(out), resume=True, concurrency=2, progress=False, plots=False
+        ),
     )
     keys = [episode_key(r) for r in read_results(out / "results.jsonl")]
     assert len(keys) == len(set(keys)) == 48
@@ -149,7 +150,7 @@ def test_bad_input_is_one_error_line_and_exit_2(baseline_run, tmp_path, capsys, 
 def test_rescore_refuses_to_resume_with_another_judge(baseline_run, tmp_path, capsys):
     out = tmp_path / "r"
     shutil.rmtree(out, ignore_errors=True)
-    rescore(baseline_run, RescoreConfig(out=str(out), progress=False, plots=False))
+    rescore(RescoreConfig(str(baseline_run), out=str(out), progress=False, plots=False))
     status = main(
         [
             "rescore",

@@ -54,7 +54,7 @@ def episode_rows(
 
     env_kwargs = dict(env_kwargs or {})
     env = gym.make(env_id, **{**env_kwargs, "tasks": list(tasks)})
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         for seed in seeds:
             for task in tasks:

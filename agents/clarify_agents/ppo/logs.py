@@ -117,7 +117,7 @@ def samples_markdown(rows: list[dict[str, Any]]) -> str:
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The rows of a metrics file. A torn last line (a crash mid-write) is skipped; a corrupt
     line anywhere else raises ``ValueError`` naming it (the file was damaged, not torn)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     path = Path(path)
     if not path.exists():
         return rows

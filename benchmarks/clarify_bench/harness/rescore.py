@@ -26,11 +26,12 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from clarify_gym.cli import add_dataclass_arguments, flag, from_args
 from clarify_gym.errors import ClarifyGymError
 
 __all__ = ["RescoreConfig", "RescoreError", "add_arguments", "make_part", "rescore", "run"]
@@ -46,7 +47,9 @@ class RescoreError(ClarifyGymError, ValueError):
 class RescoreConfig:
     """Settings of ``clarify-gym rescore``."""
 
-    out: str | None = None
+    run_dir: str = field(metadata=flag(positional=True, metavar="RUN_DIR"))
+    """The clarify-gym bench run to re-score."""
+    out: str | None = field(default=None, metadata=flag(metavar="NEW_DIR"))
     """New run folder for the re-scored episodes (required; must not hold a run unless --resume)."""
     writer: str | None = None
     """Writer: template, llm, llm:<model> or llm:<model>@<base_url> (default: the run's own)."""
@@ -68,7 +71,7 @@ class RescoreConfig:
             raise RescoreError("give the new run folder with --out NEW_DIR")
         if self.concurrency < 1:
             raise RescoreError(f"--concurrency must be >= 1, got {self.concurrency}")
-        for flag, spec, kinds in (
+        for name, spec, kinds in (
             ("--writer", self.writer, ("template",)),
             ("--judge", self.judge, ("lexical",)),
         ):
@@ -79,7 +82,7 @@ class RescoreConfig:
                 and not spec.startswith("llm:")
             ):
                 raise RescoreError(
-                    f"{flag} {spec!r} is not a {flag[2:]}; use {kinds[0]}, llm, llm:<model> or "
+                    f"{name} {spec!r} is not a {name[2:]}; use {kinds[0]}, llm, llm:<model> or "
                     "llm:<model>@<base_url>"
                 )
 
@@ -223,8 +226,8 @@ def rescore_row(
     return new
 
 
-def rescore(run_dir: Path, cfg: RescoreConfig) -> Path:
-    """Re-score ``run_dir`` into ``cfg.out``; returns the new folder (raises
+def rescore(cfg: RescoreConfig) -> Path:
+    """Re-score ``cfg.run_dir`` into ``cfg.out``; returns the new folder (raises
     :class:`RescoreError` or :class:`~clarify_bench.harness.runfiles.RunFilesError` before any
     work when the input cannot be used)."""
     from tqdm.auto import tqdm
@@ -244,7 +247,7 @@ def rescore(run_dir: Path, cfg: RescoreConfig) -> Path:
     )
     from clarify_bench.harness.summary import summarize_run
 
-    run_dir = Path(run_dir)
+    run_dir = Path(cfg.run_dir)
     if not (run_dir / RESULTS).exists():
         raise RescoreError(f"{run_dir} has no {RESULTS}; give a clarify-gym bench run folder")
     rows = read_results(run_dir / RESULTS)
@@ -353,29 +356,15 @@ def rescore(run_dir: Path, cfg: RescoreConfig) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``clarify-gym rescore``."""
-    from clarify_agents.ppo.config import field_docs
-
-    from clarify_gym.cli import add_dataclass_arguments
-
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="the clarify-gym bench run to re-score")
-    add_dataclass_arguments(parser, RescoreConfig, docs=field_docs(RescoreConfig))
+    """Arguments of ``clarify-gym rescore``: one per :class:`RescoreConfig` field."""
+    add_dataclass_arguments(parser, RescoreConfig)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``clarify-gym rescore``."""
-    cfg = RescoreConfig(
-        out=args.out,
-        writer=args.writer,
-        judge=args.judge,
-        tasks=args.tasks,
-        concurrency=args.concurrency,
-        resume=args.resume,
-        plots=args.plots,
-        progress=args.progress,
-    )
+    cfg = from_args(RescoreConfig, args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    folder = rescore(Path(args.run_dir), cfg)
+    folder = rescore(cfg)
     print(f"results: {folder / 'results.jsonl'} (view: clarify-gym view {folder})")
     from clarify_bench.harness.summary import run_problems
 

@@ -33,10 +33,11 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clarify_gym.cli import add_dataclass_arguments, flag, from_args
 from clarify_gym.errors import ClarifyGymError
 
 __all__ = [
@@ -92,12 +93,16 @@ class ViewError(ClarifyGymError, ValueError):
 class ViewConfig:
     """Settings of ``clarify-gym view``."""
 
-    out: str | None = None
+    run_dirs: tuple[str, ...] = field(metadata=flag(positional=True, metavar="RUN_DIR"))
+    """Run folders (clarify-gym bench, rescore or train output); several open side by side."""
+    out: str | None = field(default=None, metadata=flag(metavar="FILE"))
     """HTML file to write (default: RUN_DIR/index.html; with several runs, compare.html in the first)."""
-    serve: int | None = None
+    serve: int | None = field(default=None, metadata=flag(metavar="PORT"))
     """Also serve the page on http://127.0.0.1:PORT until Ctrl-C (default: only write the file)."""
 
     def __post_init__(self) -> None:
+        if not self.run_dirs:
+            raise ViewError("give at least one run folder")
         if self.serve is not None and not 1 <= self.serve <= 65535:
             raise ViewError(f"--serve takes a port from 1 to 65535, got {self.serve}")
 
@@ -376,24 +381,14 @@ def serve(path: Path, port: int, *, ready: Any = None) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``clarify-gym view``."""
-    from clarify_agents.ppo.config import field_docs
-
-    from clarify_gym.cli import add_dataclass_arguments
-
-    parser.add_argument(
-        "run_dirs",
-        nargs="+",
-        metavar="RUN_DIR",
-        help="run folders (clarify-gym bench, rescore or train output); several open side by side",
-    )
-    add_dataclass_arguments(parser, ViewConfig, docs=field_docs(ViewConfig))
+    """Arguments of ``clarify-gym view``: one per :class:`ViewConfig` field."""
+    add_dataclass_arguments(parser, ViewConfig)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``clarify-gym view``."""
-    cfg = ViewConfig(out=args.out, serve=args.serve)
-    dirs = [Path(d) for d in args.run_dirs]
+    cfg = from_args(ViewConfig, args)
+    dirs = [Path(d) for d in cfg.run_dirs]
     for d in dirs:
         if not d.is_dir():
             raise ViewError(f"{d} is not a folder; give a run folder (clarify-gym bench --out DIR)")
