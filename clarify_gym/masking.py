@@ -7,6 +7,7 @@ numbered sentences, each tagged with its field; the hidden set H is the ids of s
 fields. The checklist used to judge the final outline has one item per output-spec bullet and one
 per notes sentence.
 
+>>> from clarify_gym.errors import TaskFormatError
 >>> from clarify_gym.tasks import Task
 >>> task = Task(id="t", field="Law", objective="Write a memo for the partner.",
 ...             procedure="Read the contract first. Then check the 2019 amendment.",
