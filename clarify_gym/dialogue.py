@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from clarify_gym.llm.reply import strip_thinking
 from clarify_gym.masking import MaskedTask
 
 __all__ = [
@@ -228,22 +229,3 @@ def parse_observation(observation: str) -> Observation:
         max_questions=int(budget.group(1)) if budget else None,
         questions_left=NO_QUESTIONS_LEFT not in status,
     )
-
-
-_THINK_BLOCK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|$)", re.DOTALL | re.IGNORECASE)
-# a reply that only closes the block (the chat template opened it, as DeepSeek-R1 and Qwen3 do)
-_OPEN_ENDED_THINK = re.compile(r"^.*</(?:think|thinking|reasoning)>", re.DOTALL | re.IGNORECASE)
-
-
-def strip_thinking(text: str | None) -> str:
-    """``text`` without thinking blocks (``<think>``, ``<thinking>``, ``<reasoning>``): a closed
-    block, an unclosed one (cut off by the token limit) and everything before a lone closing
-    tag; the rest, stripped.
-
-    >>> strip_thinking("<think>They want sections.</think> Which sections?")
-    'Which sections?'
-    >>> strip_thinking("planning...</think>Who reads it?"), strip_thinking("<think>cut off")
-    ('Who reads it?', '')
-    """
-    text = _THINK_BLOCK.sub(" ", text or "")
-    return _OPEN_ENDED_THINK.sub(" ", text).strip()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ClarifyGymError",
+    "ConfigError",
     "DatasetUnavailableError",
     "EnvConfigError",
     "EpisodeEndedError",
@@ -48,6 +49,11 @@ class TaskFormatError(ClarifyGymError, ValueError):
             if part
         )
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class ConfigError(ClarifyGymError, ValueError):
+    """Settings that cannot be used together or at all (a command's flags, a config
+    dataclass); the message names the setting and the fix."""
 
 
 class EnvConfigError(ClarifyGymError, ValueError):

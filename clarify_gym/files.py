@@ -1,4 +1,5 @@
-"""File helpers every layer uses: atomic JSON writes and the source tree's git commit."""
+"""File helpers every layer uses: atomic JSON writes, output-folder checks and the source tree's
+git commit."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["git_commit", "write_json_atomic"]
+from clarify_gym.errors import ConfigError
+
+__all__ = ["check_output_folder", "git_commit", "write_json_atomic"]
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -26,6 +29,39 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output_folder(path: str | os.PathLike[str], flag: str) -> Path:
+    """``path`` as a folder a command can write into, checked before any work starts.
+
+    Raises :class:`~clarify_gym.errors.ConfigError` naming ``flag`` when ``path`` is a file, lies
+    under a file, or cannot be written (probed by making and removing a temporary folder in its
+    nearest existing parent). Leaves nothing behind.
+
+    >>> check_output_folder(__file__, "--out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    clarify_gym.errors.ConfigError: --out ...files.py is a file, not a folder; choose a folder path
+    """
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{flag} {path} is a file, not a folder; choose a folder path")
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(
+            f"{flag} {path}: {existing} is a file, so no folder can be made under it; choose "
+            "another path"
+        )
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".clarify-gym-probe-", dir=existing))
+    except OSError as exc:
+        raise ConfigError(
+            f"{flag} {path}: cannot write in {existing} ({exc.strerror}); choose a folder you "
+            "can write to"
+        ) from None
+    return folder
 
 
 def git_commit(folder: Path | None = None) -> str | None:

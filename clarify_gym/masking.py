@@ -7,7 +7,8 @@ numbered sentences, each tagged with its field; the hidden set H is the ids of s
 fields. The checklist used to judge the final outline has one item per output-spec bullet and one
 per notes sentence.
 
->>> from clarify_gym.tasks import Task
+>>> from clarify_gym.errors import TaskFormatError
+from clarify_gym.tasks import Task
 >>> task = Task(id="t", field="Law", objective="Write a memo for the partner.",
 ...             procedure="Read the contract first. Then check the 2019 amendment.",
 ...             input_spec="* Facts: what happened", output_spec="* Issue: One sentence.",
@@ -26,6 +27,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from clarify_gym.errors import TaskFormatError
 from clarify_gym.tasks import Task
 
 __all__ = [
@@ -395,8 +397,8 @@ def mask(task: Task, policy: MaskPolicy = DEFAULT_POLICY) -> MaskedTask:
     """Split ``task`` into numbered sentences and hide what ``policy`` says.
 
     Raises:
-        ValueError: the policy hides nothing in this task (H would be empty), or the output
-            spec and notes give no checklist item.
+        TaskFormatError: (a ``ValueError``) the policy hides nothing in this task (H would be
+            empty), or the output spec and notes give no checklist item.
     """
     sentences: list[Sentence] = []
     for name in FIELDS:
@@ -406,7 +408,7 @@ def mask(task: Task, policy: MaskPolicy = DEFAULT_POLICY) -> MaskedTask:
     frozen = tuple(sentences)
     hidden_ids = frozenset(s.id for s in frozen if s.hidden)
     if not hidden_ids:
-        raise ValueError(
+        raise TaskFormatError(
             f"task {task.id!r}: the mask policy hides nothing (fields {policy.hidden_fields} are "
             "empty), so there is nothing to ask about; fill them in or hide other fields"
         )
@@ -420,7 +422,7 @@ def mask(task: Task, policy: MaskPolicy = DEFAULT_POLICY) -> MaskedTask:
         if s.field == "notes":
             checklist.append(ChecklistItem(len(checklist), s.text, "notes", (s.id,)))
     if not checklist:
-        raise ValueError(
+        raise TaskFormatError(
             f"task {task.id!r} has no output-spec bullet and no notes, so there is no checklist "
             "to judge the outline against"
         )

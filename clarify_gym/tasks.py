@@ -293,7 +293,7 @@ def load_tasks(
         label = "the given tasks"
     elif isinstance(source, str) and source == SAMPLE_SOURCE:
         text = (
-            resources.files("clarify_gym").joinpath("data", SAMPLE_FILE).read_text(encoding="utf-8")
+            resources.files("clarify_gym").joinpath("data").joinpath(SAMPLE_FILE).read_text("utf-8")
         )
         tasks = list(
             _read_jsonl(

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from clarify_agents.ppo.config import TrainConfig, preset
+from clarify_agents.ppo.config import TrainConfig
+from clarify_agents.ppo.presets import preset
 from conftest import dolomites_row, write_jsonl
 
 

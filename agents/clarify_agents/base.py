@@ -67,3 +67,10 @@ class Agent(ABC):
     def describe(self) -> dict[str, Any]:
         """What a benchmark's ``metadata.json`` records about this agent (model, settings)."""
         return {}
+
+    @classmethod
+    def check_arguments(cls, **kwargs: Any) -> None:
+        """Check constructor arguments without building the agent (cheap: no model is
+        loaded), so that a harness can refuse a bad one before any episode runs; raise
+        ``ValueError`` or ``FileNotFoundError`` naming it. The default checks nothing."""
+        return None

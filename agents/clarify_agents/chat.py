@@ -162,9 +162,11 @@ class ChatAgent(Agent):
         completion = await self.client.acomplete(self.messages(observation), **self._params())
         return self._record(completion)
 
-    def act_batch(self, observations: Sequence[str]) -> list[str]:
+    def act_batch(
+        self, observations: Sequence[str], *, seeds: Sequence[int] | None = None
+    ) -> list[str]:
         """Replies for several independent episodes, requested at the same time (bounded by the
-        client's ``max_concurrency``)."""
+        client's ``max_concurrency``); the seed is the agent's own (see :meth:`reset`)."""
         if len(observations) <= 1:
             return [self.act(o) for o in observations]
         workers = min(len(observations), self.client.config.max_concurrency or 1)

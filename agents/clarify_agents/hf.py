@@ -18,6 +18,7 @@ to batch episodes.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import zlib
@@ -26,15 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from clarify_agents.base import Agent
-from clarify_agents.models import load_causal_lm, load_tokenizer, stop_token_ids
+from clarify_agents.models import check_model_spec, load_causal_lm, load_tokenizer, stop_token_ids
+from clarify_agents.policy_folder import PolicyFolder, attach_adapter, policy_folder
 from clarify_agents.prompts import SYSTEM_PROMPT, observation_to_messages, parse_reply
 from clarify_gym.dialogue import strip_thinking
-from clarify_gym.errors import MissingDependencyError
 from clarify_gym.masking import MaskedTask
 
 __all__ = ["HFAgent", "episode_seed", "resolve_dtype"]
 
 logger = logging.getLogger(__name__)
+
+_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def episode_seed(seed: int, observation: str) -> int:
@@ -116,6 +119,26 @@ class _NoRepeat:
         return scores
 
 
+def _check_values(
+    max_new_tokens: int,
+    no_repeat_ngram: int,
+    do_sample: bool,
+    temperature: float,
+    top_p: float,
+    dtype: Any,
+) -> None:
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if no_repeat_ngram < 0:
+        raise ValueError(f"no_repeat_ngram must be >= 0 (0: off), got {no_repeat_ngram}")
+    if do_sample and (temperature <= 0 or not 0 < top_p <= 1):
+        raise ValueError("sampling needs temperature > 0 and 0 < top_p <= 1")
+    if isinstance(dtype, str) and dtype not in _DTYPES:
+        raise ValueError(
+            f"dtype must be one of {', '.join(_DTYPES)} or a torch.dtype, got {dtype!r}"
+        )
+
+
 def resolve_dtype(dtype: Any) -> Any:
     """A torch dtype from ``None``/``"float32"``/``"bfloat16"``/``"auto"`` or a dtype.
 
@@ -130,7 +153,7 @@ def resolve_dtype(dtype: Any) -> Any:
         from clarify_agents.models import bf16_unsupported_reason
 
         return torch.bfloat16 if bf16_unsupported_reason("cpu") is None else torch.float32
-    if dtype in ("float32", "bfloat16", "float16"):
+    if dtype in _DTYPES:
         return getattr(torch, dtype)
     raise ValueError(
         f"dtype must be 'auto', 'float32', 'bfloat16', 'float16' or a torch.dtype, got {dtype!r}"
@@ -161,7 +184,7 @@ class HFAgent(Agent):
             the reply's start, so with a reply prefix no question opens as an earlier one did).
         reply_prefix: Text that starts every reply (a prefill ending the prompt; the reply is
             prefix + generated text). ``None``: the ``rollout.reply_prefix`` a PPO checkpoint
-            or adapter folder was trained with (``clarify_gym_ppo.json``), else none.
+            or adapter folder was trained with (:mod:`clarify_agents.policy_folder`), else none.
         dtype: Torch dtype to load in: float32 by default, ``"auto"`` (see
             :func:`resolve_dtype`), ``"bfloat16"``, or a ``torch.dtype``.
         device: Torch device.
@@ -190,17 +213,17 @@ class HFAgent(Agent):
         device: str = "cpu",
         name: str | None = None,
     ) -> None:
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if no_repeat_ngram < 0:
-            raise ValueError(f"no_repeat_ngram must be >= 0 (0: off), got {no_repeat_ngram}")
-        if do_sample and (temperature <= 0 or not 0 < top_p <= 1):
-            raise ValueError("sampling needs temperature > 0 and 0 < top_p <= 1")
-        checkpoint = _ppo_checkpoint(model) if adapter is None else None
-        if checkpoint is not None:  # a `clarify-gym train` checkpoint: its base model + adapter
+        _check_values(max_new_tokens, no_repeat_ngram, do_sample, temperature, top_p, dtype)
+        trained = (
+            policy_folder(model)
+            if adapter is None and isinstance(model, (str, os.PathLike))
+            else None
+        )
+        if trained is not None and trained.base_model is not None:
+            # a `clarify-gym train` checkpoint or adapter: its base model + adapter (+ tokenizer)
             adapter, name = model, name or f"ppo:{model}"
-            tokenizer = tokenizer if tokenizer is not None else model
-            model = checkpoint
+            tokenizer = tokenizer if tokenizer is not None else trained.tokenizer
+            model = trained.base_model
         self.model_spec = model if isinstance(model, (str, os.PathLike)) else type(model).__name__
         self.adapter = str(adapter) if adapter is not None else None
         if isinstance(model, (str, os.PathLike)):
@@ -223,7 +246,7 @@ class HFAgent(Agent):
                 "that has one (HFAgent prompts in chat format)"
             )
         if adapter is not None:
-            self.model = _load_adapter(self.model, adapter, merge=merge_adapter)
+            self.model = attach_adapter(self.model, adapter, merge=merge_adapter)
         self.model.eval()
         self.max_new_tokens = max_new_tokens
         self.do_sample = do_sample
@@ -232,12 +255,31 @@ class HFAgent(Agent):
         self.seed = seed
         self.stop_at_question = stop_at_question
         self.no_repeat_ngram = no_repeat_ngram
-        if reply_prefix is None:
-            reply_prefix = _trained_reply_prefix(self.adapter)
+        if reply_prefix is None:  # the prefill a trained adapter was trained with
+            folder = policy_folder(self.adapter) if self.adapter is not None else None
+            reply_prefix = folder.reply_prefix if folder is not None else ""
         self.reply_prefix = reply_prefix
         self.system_prompt = system_prompt
         self.name = name or str(self.model_spec)
         self._end_ids = stop_token_ids(self.tokenizer, self.model)
+
+    @classmethod
+    def check_arguments(cls, **kwargs: Any) -> None:
+        """The values :meth:`__init__` would refuse, and a model or adapter folder that is
+        not there, found without loading anything."""
+        bound = inspect.signature(cls).bind(**kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        _check_values(
+            a["max_new_tokens"], a["no_repeat_ngram"], a["do_sample"], a["temperature"],
+            a["top_p"], a["dtype"],
+        )  # fmt: skip
+        model, adapter = a["model"], a["adapter"]
+        if isinstance(model, (str, os.PathLike)):
+            check_model_spec(model)
+        if adapter is not None:
+            folder = policy_folder(adapter) or PolicyFolder(Path(adapter).expanduser())
+            folder.require_adapter()
 
     def reset(self, *, seed: int | None = None, task: MaskedTask | None = None) -> None:
         if seed is not None:
@@ -333,39 +375,3 @@ class HFAgent(Agent):
             **({"temperature": self.temperature, "top_p": self.top_p} if self.do_sample else {}),
             "parameters": int(sum(p.numel() for p in self.model.parameters())),
         }
-
-
-def _ppo_checkpoint(model: Any) -> str | None:
-    """The base model spec of a ``clarify-gym train`` checkpoint folder, or None when ``model``
-    is not one (the format is :mod:`clarify_agents.ppo.checkpoint`'s)."""
-    if not isinstance(model, (str, os.PathLike)):
-        return None
-    from clarify_agents.ppo.checkpoint import checkpoint_base_model
-
-    return checkpoint_base_model(model)
-
-
-def _trained_reply_prefix(adapter: str | None) -> str:
-    """The reply prefix a PPO adapter folder was trained with ("" without one)."""
-    if adapter is None:
-        return ""
-    from clarify_agents.ppo.checkpoint import checkpoint_reply_prefix
-
-    return checkpoint_reply_prefix(adapter)
-
-
-def _load_adapter(model: Any, adapter: str | os.PathLike[str], *, merge: bool) -> Any:
-    """Wrap ``model`` with the LoRA adapter saved in folder ``adapter`` (peft format)."""
-    folder = Path(adapter).expanduser()
-    if not (folder / "adapter_config.json").is_file():
-        raise FileNotFoundError(
-            f"adapter folder {str(folder)!r} has no adapter_config.json: pass a folder saved "
-            "with peft's save_pretrained"
-        )
-    try:
-        from peft import PeftModel
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise MissingDependencyError("peft", "train", "LoRA adapters") from exc
-    logger.info("loading LoRA adapter %s", folder)
-    wrapped = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
-    return wrapped.merge_and_unload() if merge else wrapped

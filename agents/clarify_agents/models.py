@@ -42,6 +42,7 @@ __all__ = [
     "bf16_unsupported_reason",
     "build_tiny_tokenizer",
     "cache_dir",
+    "check_model_spec",
     "converted_checkpoint",
     "load_causal_lm",
     "load_tokenizer",
@@ -425,6 +426,25 @@ def tiny_checkpoint() -> Path:
             return target
         raise
     return target
+
+
+def check_model_spec(spec: str | os.PathLike[str], what: str = "model") -> None:
+    """Raise ``FileNotFoundError`` for a spec that can only be a local path (it starts with
+    ``/``, ``.`` or ``~``, or has two or more slashes; ``org/name`` may be a hub id) and is not
+    there, before anything is loaded.
+
+    >>> check_model_spec("Qwen/Qwen2.5-7B-Instruct")
+    >>> check_model_spec("./no/such/folder")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: model './no/such/folder' does not exist (a local path; a hub id is written org/name)
+    """
+    text = os.fspath(spec)
+    local = text.startswith(("/", ".", "~")) or text.count("/") >= 2
+    if local and not Path(text).expanduser().exists():
+        raise FileNotFoundError(
+            f"{what} {text!r} does not exist (a local path; a hub id is written org/name)"
+        )
 
 
 def resolve_base(spec: str) -> str:

@@ -14,36 +14,47 @@ End of input counts as ``STOP`` (assistant) or an empty answer (user).
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from clarify_gym.cli import json_object
+from clarify_gym.cli import (
+    add_dataclass_arguments,
+    flag,
+    make_text_env,
+    nonnegative_int,
+    task_by_id,
+)
 from clarify_gym.env import EPISODE_METRICS
+from clarify_gym.registration import DEFAULT_ENV_ID
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["PlayOptions", "add_arguments", "run"]
+
+
+@dataclass
+class PlayOptions:
+    """Options of ``clarify-gym play``."""
+
+    role: Literal["assistant", "user"] = field(default="assistant", metadata=flag(name="--as"))
+    """Your role."""
+    agent: str = "generic"
+    """The agent asking you questions with --as user (an agent spec, see `clarify-gym bench --help`)."""
+    task: str | None = None
+    """Task id (default: one drawn with --seed; see `clarify-gym tasks list`)."""
+    tasks: str = "sample"
+    """Task source: 'sample', a DOLOMITES .jsonl/.zip path, 'hf:cmalaviya/dolomites'."""
+    split: str | None = None
+    """Keep one split."""
+    seed: int = field(default=0, metadata=flag(parse=nonnegative_int))
+    """Seed of the episode (and of the task drawn without --task), >= 0."""
+    env_id: str = DEFAULT_ENV_ID
+    """Gymnasium env id."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict, metadata=flag(metavar="JSON"))
+    """JSON keyword arguments for gym.make, e.g. '{"max_questions": 3}'."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``clarify-gym play``."""
-    parser.add_argument(
-        "--as",
-        dest="role",
-        choices=("assistant", "user"),
-        default="assistant",
-        help="your role (default: assistant)",
-    )
-    parser.add_argument(
-        "--agent",
-        default="generic",
-        help="the agent asking you questions with --as user (default: %(default)s)",
-    )
-    parser.add_argument("--task", default=None, help="task id (default: one drawn with --seed)")
-    parser.add_argument("--tasks", default="sample", help="task source (default: %(default)s)")
-    parser.add_argument("--split", default=None, help="keep one split")
-    parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
-    parser.add_argument("--env-id", default="ProactiveGather-v0", help="env id")
-    parser.add_argument(
-        "--env-kwargs", type=json_object, default={}, help="JSON kwargs for gym.make"
-    )
+    """Arguments of ``clarify-gym play``: one flag per :class:`PlayOptions` field."""
+    add_dataclass_arguments(parser, PlayOptions)
 
 
 def _metrics(info: dict[str, Any]) -> str:
@@ -77,13 +88,18 @@ def run(args: argparse.Namespace) -> int:
     """Run ``clarify-gym play``."""
     import clarify_gym
     from clarify_gym.human import HumanUser
-    from clarify_gym.registration import make_env
 
+    if args.role == "user":  # a bad agent spec fails before the task is shown
+        from clarify_agents.registry import check_agent
+
+        check_agent(args.agent)
     tasks = clarify_gym.load_tasks(args.tasks, split=args.split)
+    if args.task:
+        task_by_id(tasks, args.task, args.tasks)
     kwargs = dict(args.env_kwargs)
     if args.role == "user":
         kwargs["user"] = HumanUser(k=kwargs.get("answer_max_sentences", 3))
-    env = make_env(args.env_id, tasks=tasks, **kwargs)
+    env = make_text_env(args.env_id, tasks=tasks, **kwargs)
     options = {"task_id": args.task} if args.task else None
     obs, info = env.reset(seed=args.seed, options=options)
     task = env.unwrapped.state.task

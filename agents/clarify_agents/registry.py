@@ -23,6 +23,7 @@ after the colon (``chat:<model>``), the keyword it is passed as.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +32,15 @@ from clarify_agents.base import Agent
 from clarify_agents.prompts import SMOLLM2_REPLY_PREFIX
 from clarify_gym.errors import ClarifyGymError
 
-__all__ = ["AGENTS", "AgentEntry", "UnknownAgentError", "make_agent", "parse_spec", "valid_specs"]
+__all__ = [
+    "AGENTS",
+    "AgentEntry",
+    "UnknownAgentError",
+    "check_agent",
+    "make_agent",
+    "parse_spec",
+    "valid_specs",
+]
 
 
 class UnknownAgentError(ClarifyGymError, ValueError):
@@ -154,6 +163,52 @@ def parse_spec(spec: str) -> tuple[Callable[[], Callable[..., Agent]], dict[str,
             options["adapter"] = adapter
         options[entry.arg] = argument
     return entry.factory, options
+
+
+def check_agent(spec: str, **kwargs: Any) -> None:
+    """Check that ``make_agent(spec, **kwargs)`` can build the agent, without building it: the
+    spec names an :class:`~clarify_agents.base.Agent` class (or a factory), the keyword
+    arguments are ones it takes, and the class's
+    :meth:`~clarify_agents.base.Agent.check_arguments` accepts them. Raises
+    :class:`UnknownAgentError` (or ``FileNotFoundError`` for a missing model or adapter folder).
+
+    >>> check_agent("generic")
+    >>> check_agent("py:json:loads")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    clarify_agents.registry.UnknownAgentError: agent 'py:json:loads' cannot be built: missing a required argument: 's' ...
+    """
+    load, options = parse_spec(spec)
+    factory = load()
+    arguments = {**options, **kwargs}
+    what = "an agent spec names an Agent class or a factory of one; keyword arguments come from the spec and --agent-kwargs"
+    is_class = inspect.isclass(factory)
+    agent_class: type[Agent] | None = (
+        factory if inspect.isclass(factory) and issubclass(factory, Agent) else None
+    )
+    if is_class and agent_class is None:
+        raise UnknownAgentError(
+            f"agent {spec!r} names the class {factory.__name__}, which is not a "
+            f"clarify_agents.base.Agent ({what})"
+        )
+    if not callable(factory):
+        raise UnknownAgentError(
+            f"agent {spec!r} names a {type(factory).__name__}, not an Agent class or factory"
+        )
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to check (a builtin)
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(**arguments)
+        except TypeError as exc:
+            raise UnknownAgentError(f"agent {spec!r} cannot be built: {exc} ({what})") from None
+    if agent_class is not None:
+        try:
+            agent_class.check_arguments(**arguments)
+        except ValueError as exc:
+            raise UnknownAgentError(f"agent {spec!r}: {exc}") from None
 
 
 def make_agent(spec: str, **kwargs: Any) -> Agent:

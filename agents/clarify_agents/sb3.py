@@ -30,14 +30,15 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from clarify_gym.cli import add_dataclass_arguments
+from clarify_gym.cli import CommandParser, add_dataclass_arguments, from_args, run_command
+from clarify_gym.errors import ConfigError
 from clarify_gym.files import git_commit, write_json_atomic
 
 __all__ = ["ALGO_KWARGS", "SB3TrainConfig", "add_arguments", "main", "plot_curves", "run"]
@@ -77,37 +78,65 @@ ALGO_KWARGS: dict[str, dict[str, Any]] = {
 class SB3TrainConfig:
     """Settings of one benchmark run (each field is also a command-line option)."""
 
-    algos: tuple[str, ...] = field(
-        default=("ppo", "a2c", "dqn"), metadata={"help": "algorithms to train: ppo, a2c, dqn"}
-    )
-    seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"help": "training seeds"})
-    timesteps: int = field(default=200_000, metadata={"help": "env steps of training per run"})
-    n_envs: int = field(default=8, metadata={"help": "parallel envs (DummyVecEnv) for training"})
-    eval_every: int = field(
-        default=10_000, metadata={"help": "timesteps between learning-curve evaluations"}
-    )
-    random_episodes: int = field(
-        default=20, metadata={"help": "random-policy episodes per task (seeded)"}
-    )
-    tasks: str = field(default="sample", metadata={"help": "task source (see load_tasks)"})
-    train_split: str = field(default="train", metadata={"help": "split to train on"})
-    test_split: str = field(default="test", metadata={"help": "held-out split to evaluate on"})
-    user: str = field(default="lexical", metadata={"help": "simulated user: lexical, embedding"})
-    text_features: str = field(
-        default="hash", metadata={"help": "task features: hash, embedding, none"}
-    )
-    text_dim: int = field(default=128, metadata={"help": "hash buckets for the visible task"})
-    answer_dim: int = field(default=64, metadata={"help": "hash buckets for the user's answers"})
-    out: str = field(default=str(RESULTS), metadata={"help": "folder for the JSON, JSONL, PNG"})
-    fresh: bool = field(default=False, metadata={"help": "retrain even if runs are saved"})
-    torch_threads: int = field(default=1, metadata={"help": "torch CPU threads"})
+    algos: tuple[Literal["ppo", "a2c", "dqn"], ...] = ("ppo", "a2c", "dqn")
+    """Algorithms to train: ppo, a2c, dqn."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Training seeds."""
+    timesteps: int = 200_000
+    """Env steps of training per run."""
+    n_envs: int = 8
+    """Parallel envs (DummyVecEnv) for training."""
+    eval_every: int = 10_000
+    """Timesteps between learning-curve evaluations."""
+    random_episodes: int = 20
+    """Random-policy episodes per task (seeded)."""
+    tasks: str = "sample"
+    """Task source (see load_tasks)."""
+    train_split: str = "train"
+    """Split to train on."""
+    test_split: str = "test"
+    """Held-out split to evaluate on."""
+    user: str = "lexical"
+    """Simulated user: lexical, embedding."""
+    text_features: str = "hash"
+    """Task features: hash, embedding, none."""
+    text_dim: int = 128
+    """Hash buckets for the visible task."""
+    answer_dim: int = 64
+    """Hash buckets for the user's answers."""
+    out: str = str(RESULTS)
+    """Folder for the JSON, JSONL, PNG."""
+    fresh: bool = False
+    """Retrain even if runs are saved."""
+    torch_threads: int = 1
+    """torch CPU threads."""
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.algos if a not in ALGO_KWARGS]
         if unknown:
-            raise ValueError(f"unknown algorithm(s) {unknown}; choose from {sorted(ALGO_KWARGS)}")
-        if self.timesteps < 1 or self.n_envs < 1 or self.eval_every < 1:
-            raise ValueError("timesteps, n_envs and eval_every must be >= 1")
+            raise ConfigError(
+                f"--algos: unknown algorithm(s) {unknown}; choose from {sorted(ALGO_KWARGS)}"
+            )
+        if not self.algos or not self.seeds:
+            raise ConfigError("--algos and --seeds each need at least one value")
+        low = {
+            name: value
+            for name, value in (
+                ("timesteps", self.timesteps),
+                ("n_envs", self.n_envs),
+                ("eval_every", self.eval_every),
+                ("random_episodes", self.random_episodes),
+                ("text_dim", self.text_dim),
+                ("answer_dim", self.answer_dim),
+                ("torch_threads", self.torch_threads),
+            )
+            if value < 1
+        }
+        if low:
+            flags = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in low.items())
+            raise ConfigError(f"{flags}: must be >= 1")
+        if any(seed < 0 for seed in self.seeds):
+            raise ConfigError(f"--seeds must be >= 0, got {list(self.seeds)}")
 
     def env_kwargs(self, split: str) -> dict[str, Any]:
         """Keyword arguments of ``gym.make(ENV_ID, ...)`` for one split."""
@@ -271,6 +300,13 @@ def _load_runs(path: Path, key: str) -> dict[tuple[str, int], dict[str, Any]]:
 
 def benchmark(cfg: SB3TrainConfig) -> dict[str, Any]:
     """Train every (algorithm, seed), evaluate the baselines, save everything; return the JSON."""
+    from clarify_gym.files import check_output_folder
+    from clarify_gym.registration import make_env
+
+    for split in (cfg.train_split, cfg.test_split):  # bad settings fail here, before training
+        make_env(ENV_ID, **cfg.env_kwargs(split)).close()
+    out = check_output_folder(cfg.out, "--out")
+
     import gymnasium as gym
     import stable_baselines3 as sb3
     import torch
@@ -283,7 +319,6 @@ def benchmark(cfg: SB3TrainConfig) -> dict[str, Any]:
     )
 
     torch.set_num_threads(cfg.torch_threads)
-    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     runs_path = out / "sb3_runs.jsonl"
     key = cfg.run_key()
@@ -410,22 +445,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark with the parsed arguments; print the headline JSON."""
-    values = {
-        f.name: tuple(getattr(args, f.name))
-        if isinstance(f.default, tuple)
-        else getattr(args, f.name)
-        for f in dataclasses.fields(SB3TrainConfig)
-    }
-    results = benchmark(SB3TrainConfig(**values))
+    results = benchmark(from_args(SB3TrainConfig, args))
     print(json.dumps(_summary(results), indent=2))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m clarify_agents.sb3``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """``python -m clarify_agents.sb3``: the same as ``clarify-gym train-sb3``."""
+    parser = CommandParser(
+        prog="python -m clarify_agents.sb3", description=__doc__.split("\n\n")[0]
+    )
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    parser.set_defaults(_run=run)
+    return run_command(parser, argv)
 
 
 if __name__ == "__main__":

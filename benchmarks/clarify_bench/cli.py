@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from clarify_gym import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = env_cli.CommandParser(
         prog="clarify-gym",
         description="Benchmark and train LLMs that ask clarifying questions (ProactiveGather).",
     )

@@ -8,15 +8,46 @@
 * :mod:`clarify_gym.llm.retry`: which failures are retried, backoff, the final error's text;
 * :mod:`clarify_gym.llm.pool`: the process-wide connection pools and concurrency limits.
 
-The ``openai`` package is imported only when a request is made.
+The ``openai`` package is imported only when a request is made, and each submodule only when
+one of its names is first used.
 """
 
 from __future__ import annotations
 
-from clarify_gym.llm.cache import ResponseCache, llm_cache_dir, request_key
-from clarify_gym.llm.client import LLMClient, backoff_delay
-from clarify_gym.llm.config import NO_KEY, OPENAI_BASE_URL, PAPER_MODEL, ROLES, LLMConfig, redact
-from clarify_gym.llm.reply import Completion, JSONReply, Usage, json_exchange, parse_json_reply
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clarify_gym.llm.cache import ResponseCache, llm_cache_dir, request_key
+    from clarify_gym.llm.client import LLMClient, backoff_delay
+    from clarify_gym.llm.config import (
+        NO_KEY,
+        OPENAI_BASE_URL,
+        PAPER_MODEL,
+        ROLES,
+        LLMConfig,
+        redact,
+    )
+    from clarify_gym.llm.reply import (
+        Completion,
+        JSONReply,
+        Usage,
+        json_exchange,
+        parse_json_reply,
+    )
+
+#: name -> the submodule that defines it; imported on first use, so that importing one
+#: submodule (``clarify_gym.llm.cache`` for the registration) does not load the client.
+_HOME = {
+    **dict.fromkeys(("ResponseCache", "llm_cache_dir", "request_key"), "cache"),
+    **dict.fromkeys(("LLMClient", "backoff_delay"), "client"),
+    **dict.fromkeys(
+        ("NO_KEY", "OPENAI_BASE_URL", "PAPER_MODEL", "ROLES", "LLMConfig", "redact"), "config"
+    ),
+    **dict.fromkeys(
+        ("Completion", "JSONReply", "Usage", "json_exchange", "parse_json_reply"), "reply"
+    ),
+}
 
 __all__ = [
     "NO_KEY",
@@ -36,3 +67,15 @@ __all__ = [
     "redact",
     "request_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"clarify_gym.llm.{_HOME[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME})

@@ -5,17 +5,46 @@ sleeps (``time.sleep`` or ``await asyncio.sleep``). Internal to :mod:`clarify_gy
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from clarify_gym.errors import LLMReplyError
+from clarify_gym.llm.config import LLMConfig
 from clarify_gym.llm.reply import Completion, JSONReply, json_exchange
 
-if TYPE_CHECKING:
-    from clarify_gym.llm.client import LLMClient
+__all__ = ["Attempts", "Client", "JSONRun"]
 
-__all__ = ["Attempts", "JSONRun"]
+
+class Client(Protocol):
+    """What :class:`Attempts` and :class:`JSONRun` use of their client
+    (:class:`~clarify_gym.llm.client.LLMClient`), so this module need not import it."""
+
+    config: LLMConfig
+    json_stats: Counter[str]
+    _lock: threading.Lock
+
+    def _params(self, overrides: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def _lookup(
+        self, model: str, msgs: list[dict[str, Any]], sampling: dict[str, Any]
+    ) -> tuple[str | None, Completion | None]: ...
+
+    def _finish(
+        self,
+        key: str | None,
+        model: str,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        response: Any,
+        start: float,
+    ) -> Completion: ...
+
+    def _format_fallback(self, exc: BaseException, sampling: dict[str, Any]) -> bool: ...
+
+    def _on_failure(self, exc: BaseException, attempt: int, model: str | None) -> float: ...
 
 
 class Attempts:
@@ -25,7 +54,7 @@ class Attempts:
 
     def __init__(
         self,
-        client: LLMClient,
+        client: Client,
         model: str | None = None,
         messages: Sequence[Mapping[str, str]] = (),
         params: Mapping[str, Any] | None = None,
@@ -94,7 +123,7 @@ class JSONRun:
 
     def __init__(
         self,
-        client: LLMClient,
+        client: Client,
         messages: Sequence[Mapping[str, str]],
         validate: Callable[[Any], Any],
         params: dict[str, Any],

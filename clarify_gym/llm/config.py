@@ -188,6 +188,8 @@ class LLMConfig:
         url_names = names("BASE_URL")
         base_url = (self.base_url or _first_env(env, url_names) or OPENAI_BASE_URL).rstrip("/")
         official = base_url.startswith(OPENAI_BASE_URL)
+        api_key: str | None
+        key_source: str | None
         if self.api_key:
             api_key, key_source = self.api_key, self.key_source or "api_key="
         else:

@@ -20,7 +20,6 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from clarify_gym.dialogue import strip_thinking
 from clarify_gym.errors import LLMReplyError
 from clarify_gym.llm.config import redact
 
@@ -34,6 +33,7 @@ __all__ = [
     "Usage",
     "json_exchange",
     "parse_json_reply",
+    "strip_thinking",
 ]
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,23 @@ LENGTH_PROMPT = (
 #: How much of a bad reply a repair request shows the model.
 ECHO_CHARS = 200
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+_THINK_BLOCK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|$)", re.DOTALL | re.IGNORECASE)
+# a reply that only closes the block (the chat template opened it, as DeepSeek-R1 and Qwen3 do)
+_OPEN_ENDED_THINK = re.compile(r"^.*</(?:think|thinking|reasoning)>", re.DOTALL | re.IGNORECASE)
+
+
+def strip_thinking(text: str | None) -> str:
+    """``text`` without thinking blocks (``<think>``, ``<thinking>``, ``<reasoning>``): a closed
+    block, an unclosed one (cut off by the token limit) and everything before a lone closing
+    tag; the rest, stripped.
+
+    >>> strip_thinking("<think>They want sections.</think> Which sections?")
+    'Which sections?'
+    >>> strip_thinking("planning...</think>Who reads it?"), strip_thinking("<think>cut off")
+    ('Who reads it?', '')
+    """
+    text = _THINK_BLOCK.sub(" ", text or "")
+    return _OPEN_ENDED_THINK.sub(" ", text).strip()
 
 
 def parse_json_reply(text: str) -> Any:

@@ -327,8 +327,7 @@ class FakeLLMServer:
         """The base URL, ending in ``/v1``."""
         if self._httpd is None:
             raise RuntimeError("the fake server is not running: use it in a with block, or start()")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{self._host}:{self._httpd.server_port}/v1"
 
     def env(self) -> dict[str, str]:
         """Environment variables that point every LLM part of clarify-gym at this server."""

@@ -148,7 +148,7 @@ def main(mode: str, out: str, tasks: str, overrides: str = "{}") -> None:
     torch.set_num_threads(1)
     import accelerate
     from clarify_agents.ppo import trainer
-    from clarify_agents.ppo.config import preset
+    from clarify_agents.ppo.presets import preset
 
     if mode == "fsdp":
         for key, value in launch_env(CONFIGS / "fsdp.yaml").items():

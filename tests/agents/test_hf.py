@@ -119,12 +119,14 @@ def test_reply_prefix_ends_the_prompt_starts_the_reply_and_comes_from_a_ppo_adap
     assert all(r.startswith("Question: What") for r in prefixed.generate(observations))
     assert prefixed.describe()["reply_prefix"] == "Question: What"
     assert "reply_prefix" not in plain.describe()
-    from clarify_agents.hf import _trained_reply_prefix
+    from clarify_agents.policy_folder import policy_folder
 
-    assert _trained_reply_prefix(None) == "" == _trained_reply_prefix(str(tmp_path))
+    assert policy_folder(tmp_path) is None  # no clarify_gym_ppo.json: no trained prefix
     config = {"rollout": {"reply_prefix": "To write this well, I need to know: what"}}
     (tmp_path / "clarify_gym_ppo.json").write_text(json.dumps({"config": config}))
-    assert _trained_reply_prefix(str(tmp_path)) == "To write this well, I need to know: what"
+    folder = policy_folder(str(tmp_path))
+    assert folder is not None
+    assert folder.reply_prefix == "To write this well, I need to know: what"
 
 
 def test_resolve_dtype_and_bad_arguments(model_dir):
@@ -137,15 +139,19 @@ def test_resolve_dtype_and_bad_arguments(model_dir):
 
 
 def test_ppo_checkpoint_names_its_base_model(tmp_path):
-    from clarify_agents.hf import _ppo_checkpoint
+    from clarify_agents.policy_folder import policy_folder
 
-    assert _ppo_checkpoint(tmp_path) is None  # not a checkpoint
+    assert policy_folder(tmp_path) is None  # not a checkpoint
     meta = {"base_model": "Qwen/Qwen2.5-7B-Instruct", "base_model_path": str(tmp_path / "gone")}
     (tmp_path / "clarify_gym_ppo.json").write_text(json.dumps(meta))
+    folder = policy_folder(tmp_path)
     # trained elsewhere: the local path is missing here, so the hub id is used
-    assert _ppo_checkpoint(tmp_path) == "Qwen/Qwen2.5-7B-Instruct"
+    assert folder is not None and folder.base_model == "Qwen/Qwen2.5-7B-Instruct"
+    assert folder.tokenizer == "Qwen/Qwen2.5-7B-Instruct"  # no tokenizer files in the folder
     (tmp_path / "gone").mkdir()
-    assert _ppo_checkpoint(tmp_path) == str(tmp_path / "gone")
+    assert policy_folder(tmp_path).base_model == str(tmp_path / "gone")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    assert policy_folder(tmp_path).tokenizer == str(tmp_path)
 
 
 def test_no_repeat_processor_bans_earlier_questions_and_the_reply_so_far():

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from clarify_agents.ppo.cli import add_arguments, config_from_args
-from clarify_agents.ppo.config import GROUPS, PRESETS, TrainConfig, field_docs, preset
+from clarify_agents.ppo.config import GROUPS, TrainConfig, field_docs
+from clarify_agents.ppo.presets import PRESETS, preset
 from clarify_bench.cli import build_parser
 from helpers import short_id
 

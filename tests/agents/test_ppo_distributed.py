@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from clarify_agents.ppo.checkpoint import load_trained_policy
-from clarify_agents.ppo.config import PPOSettings, preset
+from clarify_agents.policy_folder import load_policy
+from clarify_agents.ppo.config import PPOSettings
 from clarify_agents.ppo.core import masked_whiten
+from clarify_agents.ppo.presets import preset
 from ppo_helpers import short_tasks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,8 +69,8 @@ def check_run(reports: list[dict]) -> None:
         assert all(math.isfinite(v) for k, v in row.items() if k.startswith("losses/policy"))
         assert math.isfinite(row["losses/value"]) and math.isfinite(row["losses/grad_norm_actor"])
     assert first["base_changed"] == [] and second["base_changed"] == []
-    policy, _, meta = load_trained_policy(first["checkpoint"])
-    assert meta["update"] == 2
+    policy, _, folder = load_policy(first["checkpoint"])
+    assert folder.meta["update"] == 2
     lora_b = [p for n, p in policy.named_parameters() if "lora_B" in n]
     assert lora_b and all(p.abs().sum() > 0 for p in lora_b)  # trained (they start at 0)
 

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 from clarify_agents.models import load_causal_lm
-from clarify_agents.ppo.checkpoint import CHECKPOINT_META, find_checkpoint, load_trained_policy
+from clarify_agents.policy_folder import load_policy
+from clarify_agents.ppo.checkpoint import CHECKPOINT_META, find_checkpoint
 from clarify_agents.ppo.logs import read_metrics
 from clarify_agents.ppo.model import build_policy_value_model
 from clarify_agents.ppo.trainer import Batch, train
@@ -74,7 +75,7 @@ def test_checkpoint_loads_with_peft_and_generates(one_update):
         expected = result.model.policy(input_ids=ids).logits
         assert torch.allclose(policy(input_ids=ids).logits, expected, atol=1e-5)
         out = policy.generate(input_ids=ids, max_new_tokens=5, do_sample=False)
-        loaded, _, _ = load_trained_policy(folder)
+        loaded, _, _ = load_policy(folder)
         assert torch.equal(loaded.generate(input_ids=ids, max_new_tokens=5, do_sample=False), out)
     assert out.shape[1] == ids.shape[1] + 5
 

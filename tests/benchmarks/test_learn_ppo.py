@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from clarify_agents.ppo.checkpoint import load_trained_policy
+from clarify_agents.policy_folder import load_policy
 from clarify_bench.studies import learn_ppo
 from ppo_helpers import one_thread
 
@@ -51,8 +51,8 @@ def test_writes_episodes_summary_metrics_and_adapters(finished, capsys):
             assert [json.loads(m)["update"] for m in metrics] == [1, 2]
     adapter = out / "paper-seed1" / "adapter"
     assert not list(adapter.glob("trainer_state*"))  # no optimizer state exported
-    policy, tokenizer, meta = load_trained_policy(adapter)
-    assert meta["update"] == 2
+    policy, tokenizer, folder = load_policy(adapter)
+    assert folder.meta["update"] == 2
     with torch.no_grad():
         ids = torch.tensor([tokenizer("Which sections?")["input_ids"]])
         assert policy(input_ids=ids).logits.shape[-1] == len(tokenizer)

@@ -22,8 +22,10 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from clarify_gym.cli import CommandParser, add_dataclass_arguments, flag, from_args, run_command
+from clarify_gym.errors import ConfigError
 from clarify_gym.registration import DEFAULT_ENV_ID
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "skyrl_row",
     "split_tasks",
     "verl_row",
+    "write_dataset",
     "write_parquet",
 ]
 
@@ -62,7 +65,7 @@ def episode_rows(
 
     env_kwargs = dict(env_kwargs or {})
     env = gym.make(env_id, **{**env_kwargs, "tasks": list(tasks)})
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         for seed in seeds:
             for task in tasks:
@@ -173,59 +176,68 @@ def split_tasks(tasks: Sequence[Any], test_share: float) -> dict[str, list[Any]]
 class DatasetConfig:
     """Settings of ``python -m clarify_agents.integrations.dataset``."""
 
-    engine: str = field(default="verl", metadata={"help": "verl or skyrl: which routing keys"})
-    out: str = field(default="", metadata={"help": "folder for train.parquet and test.parquet"})
-    tasks: str = field(
-        default="sample", metadata={"help": "task source: sample, a DOLOMITES .jsonl/.zip path"}
-    )
-    seeds: int = field(default=1, metadata={"help": "seeds 0..N-1 per task"})
-    test_share: float = field(
-        default=0.2,
-        metadata={"help": "share of tasks held out as test when the source has no test split"},
-    )
-    env_id: str = field(default=DEFAULT_ENV_ID, metadata={"help": "Gymnasium env id"})
-    env_kwargs: str = field(default="{}", metadata={"help": "JSON keyword arguments for gym.make"})
+    out: str = ""
+    """Folder for train.parquet and test.parquet (required)."""
+    engine: Literal["verl", "skyrl"] = "verl"
+    """Which engine's routing keys the rows carry."""
+    tasks: str = "sample"
+    """Task source: 'sample', a DOLOMITES .jsonl/.zip path, 'hf:cmalaviya/dolomites'."""
+    seeds: int = 1
+    """Seeds 0..N-1 per task: one row each."""
+    test_share: float = 0.2
+    """Share of the tasks held out as test when the source has no test split."""
+    env_id: str = DEFAULT_ENV_ID
+    """Gymnasium env id the episodes are played in."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict, metadata=flag(metavar="JSON"))
+    """JSON keyword arguments for gym.make, e.g. '{"max_questions": 5}'."""
+
+    def __post_init__(self) -> None:
+        if not self.out:
+            raise ConfigError("--out is required: the folder for train.parquet and test.parquet")
+        if self.seeds < 1 or not 0.0 < self.test_share < 1.0:
+            raise ConfigError(
+                f"--seeds must be >= 1 and --test-share between 0 and 1, got {self.seeds} and "
+                f"{self.test_share}"
+            )
+
+
+def write_dataset(cfg: DatasetConfig) -> dict[str, Path]:
+    """Write ``train.parquet`` and ``test.parquet`` for ``cfg``; returns their paths."""
+    import clarify_gym
+
+    convert = verl_row if cfg.engine == "verl" else skyrl_row
+    tasks = clarify_gym.load_tasks(cfg.tasks)
+    splits = split_tasks(tasks, cfg.test_share)
+    if not splits["train"] or not splits["test"]:
+        raise ConfigError(
+            f"{cfg.tasks} has {len(tasks)} task(s); a train and a test split need at least 2"
+        )
+    # the training env loads the same source (the bundled sample is the env's default)
+    env_kwargs = {**cfg.env_kwargs, **({"tasks": cfg.tasks} if cfg.tasks != "sample" else {})}
+    paths = {}
+    for split, chosen in splits.items():
+        rows = episode_rows(chosen, range(cfg.seeds), env_id=cfg.env_id, env_kwargs=env_kwargs)
+        paths[split] = write_parquet([convert(r) for r in rows], Path(cfg.out) / f"{split}.parquet")
+        print(json.dumps({"split": split, "rows": len(rows), "path": str(paths[split])}))
+    return paths
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the rows of the parsed settings."""
+    write_dataset(from_args(DatasetConfig, args))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Write the parquet rows; bad settings end in one line on stderr and status 2."""
-    import clarify_gym
-    from clarify_gym.cli import add_dataclass_arguments
-
-    prog = "python -m clarify_agents.integrations.dataset"
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    """``python -m clarify_agents.integrations.dataset``; bad settings end in one line on
+    stderr and status 2."""
+    parser = CommandParser(
+        prog="python -m clarify_agents.integrations.dataset",
+        description=(__doc__ or "").split("\n\n")[0],
+    )
     add_dataclass_arguments(parser, DatasetConfig)
-    cfg = DatasetConfig(**vars(parser.parse_args(argv)))
-    try:
-        env_kwargs = json.loads(cfg.env_kwargs)
-        if not isinstance(env_kwargs, dict):
-            raise ValueError(f"expected a JSON object, got {cfg.env_kwargs!r}")
-        if cfg.engine not in ("verl", "skyrl"):
-            raise ValueError(f"--engine must be verl or skyrl, got {cfg.engine!r}")
-        if not cfg.out:
-            raise ValueError("--out is required: the folder for train.parquet and test.parquet")
-        if cfg.seeds < 1 or not 0.0 < cfg.test_share < 1.0:
-            raise ValueError("--seeds must be >= 1 and --test-share between 0 and 1")
-        tasks = clarify_gym.load_tasks(cfg.tasks)
-    except (ValueError, clarify_gym.ClarifyGymError, FileNotFoundError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    convert = verl_row if cfg.engine == "verl" else skyrl_row
-    splits = split_tasks(tasks, cfg.test_share)
-    if not splits["train"] or not splits["test"]:
-        print(
-            f"{prog}: error: {cfg.tasks} has {len(tasks)} task(s); a train and a test "
-            "split need at least 2",
-            file=sys.stderr,
-        )
-        return 2
-    # the training env loads the same source (the bundled sample is the env's default)
-    env_kwargs = {**env_kwargs, **({"tasks": cfg.tasks} if cfg.tasks != "sample" else {})}
-    for split, chosen in splits.items():
-        rows = episode_rows(chosen, range(cfg.seeds), env_id=cfg.env_id, env_kwargs=env_kwargs)
-        path = write_parquet([convert(r) for r in rows], Path(cfg.out) / f"{split}.parquet")
-        print(json.dumps({"split": split, "rows": len(rows), "path": str(path)}))
-    return 0
+    parser.set_defaults(_run=run)
+    return run_command(parser, argv)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ class ProactiveGatherTextEnv(BaseTextEnv):
         import gymnasium as gym
 
         import clarify_gym  # noqa: F401  (registers the env ids)
+        from clarify_gym.env import ProactiveGatherEnv
 
         extras = dict(extras or {})
         env_id, env_kwargs, self.task_id, self.seed = episode_settings(extras.get("extra_info"))
@@ -74,7 +75,9 @@ class ProactiveGatherTextEnv(BaseTextEnv):
         env_id = str(config.get("env_id") or env_id)
         env_kwargs = {**env_kwargs, **dict(config.get("env_kwargs") or {})}
         self.env = gym.make(env_id, **env_kwargs)
-        budget = self.env.unwrapped.max_questions + 1  # the questions, then STOP
+        game = self.env.unwrapped
+        assert isinstance(game, ProactiveGatherEnv), f"{env_id} is not a ProactiveGather env"
+        budget = game.max_questions + 1  # the questions, then STOP
         given = extras.get("max_turns")  # SkyRL's generator.max_turns
         if given is not None and int(given) < 1:
             raise ValueError(f"max_turns must be >= 1, got {given}")

@@ -1,6 +1,7 @@
 """Checkpoints: adapter + value head + optimizer + RNG states + step, written atomically. This
-module owns the format: it writes (:func:`save_policy`) and reads (:func:`load_trainable_weights`,
-:func:`load_trained_policy`) every file of a checkpoint folder.
+module writes every file of a checkpoint folder (:func:`save_policy`, :func:`save_checkpoint`);
+the policy's files are read by :mod:`clarify_agents.policy_folder` (for inference and to resume
+alike), the trainer state here.
 
 A checkpoint is ``<output_dir>/checkpoints/update-000010/``:
 
@@ -30,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from clarify_agents.models import load_causal_lm, load_tokenizer, resolve_base
+from clarify_agents.models import resolve_base
+from clarify_agents.policy_folder import POLICY_META, VALUE_HEAD_FILE, PolicyFolder, policy_folder
 from clarify_gym.errors import ClarifyGymError
 
 if TYPE_CHECKING:
@@ -41,12 +43,9 @@ __all__ = [
     "VALUE_HEAD_FILE",
     "CheckpointError",
     "capture_rng",
-    "checkpoint_base_model",
-    "checkpoint_reply_prefix",
     "find_checkpoint",
     "list_checkpoints",
     "load_trainable_weights",
-    "load_trained_policy",
     "restore_rng",
     "save_checkpoint",
     "save_policy",
@@ -56,8 +55,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: File in a checkpoint folder naming the base model and the training step.
-CHECKPOINT_META = "clarify_gym_ppo.json"
-VALUE_HEAD_FILE = "value_head.safetensors"
+CHECKPOINT_META = POLICY_META
 
 _NAME = re.compile(r"^update-(\d{6,})$")
 
@@ -82,11 +80,11 @@ class CheckpointError(ClarifyGymError, RuntimeError):
 
 def _check_readable(folder: Path) -> None:
     """Read every file a resume reads (raises if one is missing or corrupt)."""
-    from safetensors.torch import load_file
-
-    json.loads((folder / CHECKPOINT_META).read_text(encoding="utf-8"))["config"]
-    load_file(folder / "adapter_model.safetensors")
-    load_file(folder / VALUE_HEAD_FILE)
+    policy = policy_folder(folder)
+    if policy is None or not policy.config:
+        raise FileNotFoundError(f"no {CHECKPOINT_META} with the run's config")
+    policy.adapter_weights()
+    policy.value_head_weights()
     states = sorted(folder.glob("trainer_state.rank*.pt"))
     if not states:
         raise FileNotFoundError(f"no {trainer_state_file(folder, 0).name}")
@@ -144,7 +142,9 @@ def checkpoint_dir(output_dir: str | os.PathLike[str], update: int) -> Path:
 
 def capture_rng(generators: dict[str, torch.Generator]) -> dict[str, Any]:
     """Every RNG state a run depends on, as plain data ``torch.load(weights_only=True)`` accepts."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = np.random.get_state()
+    assert isinstance(numpy_state, tuple)  # the legacy tuple form, not the dict form
+    kind, keys, pos, has_gauss, cached = numpy_state
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": (kind, keys.tolist(), pos, has_gauss, cached),
@@ -291,58 +291,13 @@ def _sort_target_modules(config_file: Path) -> None:
 def load_trainable_weights(model: PolicyValueModel, folder: str | os.PathLike[str]) -> None:
     """Load a checkpoint's adapter and value-head weights into ``model`` (to resume)."""
     from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
 
-    folder = Path(folder)
-    device = next(model.value_head.parameters()).device
-    adapter = load_file(folder / "adapter_model.safetensors", device=str(device))
-    result = set_peft_model_state_dict(model.policy, adapter)
+    policy = PolicyFolder(Path(folder))
+    device = str(next(model.value_head.parameters()).device)
+    result = set_peft_model_state_dict(model.policy, policy.adapter_weights(device))
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise RuntimeError(
             f"checkpoint {folder} has adapter weights this model lacks: {unexpected[:5]}"
         )
-    model.value_head.load_state_dict(load_file(folder / VALUE_HEAD_FILE, device=str(device)))
-
-
-def load_trained_policy(
-    folder: str | os.PathLike[str], *, device: str = "cpu", dtype: Any = None
-) -> tuple[Any, Any, dict[str, Any]]:
-    """The trained policy for inference: ``(peft model in eval mode, tokenizer, metadata)``.
-
-    Reads the base model spec from ``clarify_gym_ppo.json``, loads it with
-    :func:`clarify_agents.models.load_causal_lm` and the adapter with ``PeftModel.from_pretrained``.
-    """
-    from peft import PeftModel
-
-    folder = Path(folder)
-    meta_file = folder / CHECKPOINT_META
-    if not meta_file.exists():
-        raise FileNotFoundError(
-            f"{folder} has no {CHECKPOINT_META}: not a clarify-gym PPO checkpoint"
-        )
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    base = load_causal_lm(resolve_base(meta["base_model"]), dtype=dtype, device=device)
-    policy = PeftModel.from_pretrained(base, str(folder)).to(device).eval()
-    return policy, load_tokenizer(str(folder)), meta
-
-
-def checkpoint_base_model(folder: str | os.PathLike[str]) -> str | None:
-    """The base model a checkpoint folder's adapter belongs to: the local path it was trained
-    from when that still exists, else its model spec; None when ``folder`` is no checkpoint."""
-    meta_file = Path(folder).expanduser() / CHECKPOINT_META
-    if not meta_file.is_file():
-        return None
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    local = meta.get("base_model_path")
-    return local if local and Path(local).is_dir() else str(meta["base_model"])
-
-
-def checkpoint_reply_prefix(folder: str | os.PathLike[str]) -> str:
-    """The ``rollout.reply_prefix`` a checkpoint (or exported adapter) folder was trained with;
-    "" when ``folder`` is no checkpoint or its config has none."""
-    meta_file = Path(folder).expanduser() / CHECKPOINT_META
-    if not meta_file.is_file():
-        return ""
-    config = json.loads(meta_file.read_text(encoding="utf-8")).get("config", {})
-    return str(config.get("rollout", {}).get("reply_prefix", ""))
+    model.value_head.load_state_dict(policy.value_head_weights(device))

@@ -18,34 +18,38 @@ import argparse
 import dataclasses
 import json
 import sys
+from dataclasses import dataclass, field
 
-from clarify_agents.ppo.config import GROUPS, TrainConfig, field_docs
+from clarify_agents.ppo.config import GROUPS, TrainConfig
 from clarify_agents.ppo.presets import PRESETS, preset
-from clarify_gym.cli import add_dataclass_arguments
+from clarify_gym.cli import add_dataclass_arguments, flag, positive_int
 from clarify_gym.errors import ClarifyGymError
 
-__all__ = ["add_arguments", "config_from_args", "run"]
+__all__ = ["TrainOptions", "add_arguments", "check_settings", "config_from_args", "run"]
+
+
+@dataclass
+class TrainOptions:
+    """Options of ``clarify-gym train`` that are not settings of the run."""
+
+    preset: str | None = field(default=None, metadata=flag(choices=lambda: sorted(PRESETS)))
+    """Starting settings (required unless --resume)."""
+    resume: str | None = field(default=None, metadata=flag(metavar="DIR"))
+    """Continue a run: its output dir (latest checkpoint) or one checkpoint folder; the run's saved settings are used, flags override them (e.g. --updates)."""
+    threads: int | None = field(default=None, metadata=flag(parse=positive_int))
+    """torch CPU threads (default: torch's choice)."""
+    print_config: bool = False
+    """Print the resolved settings as JSON and exit."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``clarify-gym train``: the run options, then one flag per setting."""
+    """Arguments of ``clarify-gym train``: the :class:`TrainOptions`, then one flag per setting
+    (flags not given keep the preset's value)."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument(
-        "--preset", choices=sorted(PRESETS), help="starting settings (required unless --resume)"
-    )
-    parser.add_argument(
-        "--resume",
-        metavar="DIR",
-        help="continue a run: its output dir (latest checkpoint) or one checkpoint folder; "
-        "the run's saved settings are used, flags override them (e.g. --updates)",
-    )
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument(
-        "--print-config", action="store_true", help="print the resolved settings as JSON and exit"
-    )
+    add_dataclass_arguments(parser, TrainOptions)
     for group, cls in GROUPS.items():
         section = parser.add_argument_group(f"{group} settings")
-        add_dataclass_arguments(section, cls, docs=field_docs(cls), defaults=False)
+        add_dataclass_arguments(section, cls, defaults=False)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -53,17 +57,32 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     names = {f.name for cls in GROUPS.values() for f in dataclasses.fields(cls)}
     overrides = {name: getattr(args, name) for name in names if hasattr(args, name)}
     if args.resume:
-        from clarify_agents.ppo.checkpoint import CHECKPOINT_META, find_checkpoint
+        from clarify_agents.policy_folder import PolicyFolder, policy_folder
+        from clarify_agents.ppo.checkpoint import find_checkpoint
 
         folder = find_checkpoint(args.resume)
-        meta = json.loads((folder / CHECKPOINT_META).read_text(encoding="utf-8"))
-        cfg = TrainConfig.from_dict(meta["config"])
+        cfg = TrainConfig.from_dict((policy_folder(folder) or PolicyFolder(folder)).config)
         overrides.setdefault("output_dir", str(folder.parent.parent))
     elif args.preset:
         cfg = preset(args.preset)
     else:
         raise ClarifyGymError("give --preset NAME (or --resume DIR); see --help")
     return cfg.replace(**overrides)
+
+
+def check_settings(cfg: TrainConfig) -> None:
+    """What can be checked before the model loads: the model and tokenizer folders, the env
+    (built once) and the output folder; raises a ``ClarifyGymError`` or ``FileNotFoundError``
+    naming the flag."""
+    from clarify_agents.models import check_model_spec
+    from clarify_gym.files import check_output_folder
+    from clarify_gym.registration import make_env
+
+    check_model_spec(cfg.model.model, "--model")
+    if cfg.model.tokenizer:
+        check_model_spec(cfg.model.tokenizer, "--tokenizer")
+    make_env(cfg.env.env_id, **cfg.env.make_kwargs()).close()
+    check_output_folder(cfg.log.output_dir, "--output-dir")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
+    check_settings(cfg)
     import logging
 
     import torch

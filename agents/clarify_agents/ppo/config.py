@@ -1,7 +1,7 @@
 """PPO configuration: dataclasses per concern (model, LoRA, PPO, rollout, env, logging), presets.
 
-Every field has a one-line docstring; :func:`field_docs` reads them from this file's source, and
-the ``clarify-gym train`` command shows them as ``--help``. Derived quantities (gradient
+Every field has a one-line docstring; :func:`clarify_gym.cli.field_docs` reads them from this
+file's source, and the ``clarify-gym train`` command shows them as ``--help``. Derived quantities (gradient
 accumulation steps, minibatches per epoch) are computed and validated in ``__post_init__``.
 This module imports no heavy dependency.
 
@@ -15,13 +15,11 @@ This module imports no heavy dependency.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
-import itertools
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
+
+from clarify_gym.cli import field_docs
 
 __all__ = [
     "GROUPS",
@@ -381,35 +379,3 @@ GROUPS: dict[str, type] = {
     "env": EnvSettings,
     "log": LogSettings,
 }
-
-
-@cache
-def field_docs(cls: type) -> dict[str, str]:
-    """The one-line docstring under each field of a dataclass, read from its source.
-
-    >>> field_docs(PPOSettings)["clip_ratio"]
-    'PPO clip range of the policy ratio.'
-    """
-    node = ast.parse(inspect.getsource(cls)).body[0]
-    assert isinstance(node, ast.ClassDef)
-    body = node.body
-    docs: dict[str, str] = {}
-    for node, following in itertools.pairwise(body):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(following, ast.Expr)
-            and isinstance(following.value, ast.Constant)
-            and isinstance(following.value.value, str)
-        ):
-            docs[node.target.id] = following.value.value.strip()
-    return docs
-
-
-def __getattr__(name: str) -> Any:
-    """``PRESETS`` and ``preset`` live in :mod:`clarify_agents.ppo.presets` (importable from here too)."""
-    if name in ("PRESETS", "preset"):
-        from clarify_agents.ppo import presets
-
-        return getattr(presets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

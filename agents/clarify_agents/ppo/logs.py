@@ -34,7 +34,7 @@ def append_metrics(path: str | os.PathLike[str], row: dict[str, Any]) -> None:
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The rows of a metrics file. A torn last line (a crash mid-write) is skipped; a corrupt
     line anywhere else raises ``ValueError`` naming it (the file was damaged, not torn)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     path = Path(path)
     if not path.exists():
         return rows

@@ -32,6 +32,7 @@ from torch import nn
 
 from clarify_agents.models import load_causal_lm, load_tokenizer, resolve_base, resolve_train_dtype
 from clarify_agents.ppo.config import LoraSettings, ModelSettings
+from clarify_gym.errors import ConfigError
 
 __all__ = ["PolicyValueModel", "build_policy_value_model"]
 
@@ -49,9 +50,9 @@ class PolicyValueModel(nn.Module):
     modes go through ``forward`` so that DDP/FSDP/DeepSpeed wrappers see every call.
     """
 
-    def __init__(self, policy: nn.Module, value_head: nn.Linear, critic_detach: bool = True):
+    def __init__(self, policy: Any, value_head: nn.Linear, critic_detach: bool = True):
         super().__init__()
-        self.policy = policy
+        self.policy: Any = policy  # a peft PeftModel
         self.value_head = value_head
         self.critic_detach = critic_detach
         self.lora_in_base_dtype = True
@@ -59,7 +60,7 @@ class PolicyValueModel(nn.Module):
         False: peft's default, float32 LoRA inputs."""
 
     @property
-    def causal_lm(self) -> nn.Module:
+    def causal_lm(self) -> Any:
         """The transformers model inside the peft wrapper (LoRA layers injected in place)."""
         return self.policy.base_model.model
 
@@ -203,7 +204,16 @@ def build_policy_value_model(
         bias="none",
         task_type="CAUSAL_LM",
     )
-    policy = get_peft_model(causal_lm, peft_config)
+    try:
+        policy = get_peft_model(causal_lm, peft_config)
+    except ValueError as exc:  # a --lora-targets name the model lacks
+        linear = sorted(
+            {n.rpartition(".")[2] for n, m in causal_lm.named_modules() if isinstance(m, nn.Linear)}
+        )
+        raise ConfigError(
+            f"--lora-targets {lora.lora_targets}: {exc} The model's linear modules: "
+            f"{', '.join(linear)}"
+        ) from None
     value_head = nn.Linear(causal_lm.config.hidden_size, 1, device=device, dtype=torch.float32)
     nn.init.zeros_(value_head.weight)
     nn.init.zeros_(value_head.bias)

@@ -32,13 +32,22 @@ from typing import Any
 
 from clarify_bench.harness.episodes import MAX_SEEDS, parse_seeds
 from clarify_bench.harness.summary import summarize_run
-from clarify_gym.cli import json_object
-from clarify_gym.errors import ClarifyGymError
+from clarify_gym.cli import (
+    add_dataclass_arguments,
+    comma_list,
+    flag,
+    from_args,
+    make_text_env,
+    positive_int,
+)
+from clarify_gym.errors import ConfigError
+from clarify_gym.registration import DEFAULT_ENV_ID
 
 __all__ = [
     "MAX_SEEDS",
     "BenchConfig",
     "BenchConfigError",
+    "BenchOptions",
     "add_arguments",
     "evaluate",
     "parse_seeds",
@@ -51,7 +60,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_AGENTS = ("passive", "generic", "random", "oracle")
 
 
-class BenchConfigError(ClarifyGymError, ValueError):
+class BenchConfigError(ConfigError):
     """Benchmark settings that cannot be used; the message names the flag and the fix."""
 
 
@@ -59,38 +68,42 @@ class BenchConfigError(ClarifyGymError, ValueError):
 class BenchConfig:
     """Settings of one benchmark run."""
 
-    agents: tuple[str, ...] = DEFAULT_AGENTS
-    """Agent specs (see clarify_agents.registry), e.g. passive, generic, random, oracle, smollm2, hf:<model>."""
+    agents: tuple[str, ...] = field(
+        default=DEFAULT_AGENTS, metadata=flag(parse=comma_list, metavar="SPECS")
+    )
+    """Comma-separated agent specs (listed below), e.g. passive,generic,smollm2,hf:<model>."""
     tasks: str = "sample"
-    """Task source: anything clarify_gym.load_tasks takes."""
+    """Task source: 'sample', a DOLOMITES .jsonl/.zip path, 'hf:cmalaviya/dolomites'."""
     split: str | None = None
-    """Keep one split (None: 'test' for the bundled sample, every task otherwise; 'all': every task)."""
-    seeds: tuple[int, ...] = (0,)
-    """Seeds: every (task, seed) pair is one episode per agent."""
+    """Keep one split (default: 'test' for the sample, every task otherwise; 'all': every task)."""
+    seeds: tuple[int, ...] = field(default=(0,), metadata=flag(parse=parse_seeds, metavar="SEEDS"))
+    """Seeds, e.g. 0,1,2 or 0-4: every (task, seed) pair is one episode per agent."""
     episodes: int | None = None
-    """Run only the first N (seed-major) episodes of the task × seed grid per agent."""
+    """Run only the first N (seed-major) episodes of the task x seed grid per agent."""
     out: str | None = None
-    """Run folder (default runs/bench-<UTC date-time>)."""
+    """Run folder (default: runs/bench-<UTC date-time>)."""
     resume: bool = False
     """Continue the run in --out, skipping episodes already in results.jsonl."""
     concurrency: int = 1
-    """Episodes in flight at once for unbatched agents (one thread, agent and env each)."""
+    """Episodes in flight at once for unbatched agents, e.g. API models (one thread, agent and env each)."""
     batch_size: int = 8
-    """Episodes per act_batch call for batched agents (local models)."""
-    env_id: str = "ProactiveGather-v1"
+    """Episodes per generate call for batched agents (local models)."""
+    env_id: str = DEFAULT_ENV_ID
     """Gymnasium env id."""
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Extra keyword arguments for gym.make (e.g. {"max_questions": 3})."""
-    agent_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Constructor keyword arguments per agent spec (or per kind, e.g. {"hf": {"max_new_tokens": 32}})."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict, metadata=flag(metavar="JSON"))
+    """JSON keyword arguments for gym.make, e.g. '{"max_questions": 3}'."""
+    agent_kwargs: dict[str, dict[str, Any]] = field(
+        default_factory=dict, metadata=flag(metavar="JSON")
+    )
+    """JSON: agent spec or kind -> constructor keyword arguments, e.g. '{"hf": {"max_new_tokens": 32}}'."""
     threads: int | None = None
-    """torch CPU threads for local models (None: torch's default). On a busy machine 1 is often fastest."""
-    ray: str | None = None
-    """Run episodes on Ray: "local" starts a local cluster, anything else is an address to join (None: threads here)."""
-    ray_actors: int | None = None
-    """Ray actors per agent (None: one per CPU of the cluster, at most --concurrency)."""
+    """torch CPU threads for local models (default: torch's choice; on a busy machine 1 is often fastest)."""
+    ray: str | None = field(default=None, metadata=flag(const="local", metavar="ADDRESS"))
+    """Run episodes on Ray: alone, start a local cluster; with ADDRESS ("auto", HOST:PORT, ray://HOST:PORT) join one (needs clarify-gym[ray])."""
+    ray_actors: int | None = field(default=None, metadata=flag(parse=positive_int, metavar="N"))
+    """Ray actors per agent (default: one per cluster CPU, at most --concurrency)."""
     ray_gpus: float = 0.0
-    """GPUs per Ray actor of a local-model agent (1: one model per GPU; 0: CPU only)."""
+    """GPUs per Ray actor of a local-model agent (1: one model per GPU; default 0: CPU only)."""
     plots: bool = True
     """Save the PNG plots."""
     progress: bool = True
@@ -110,6 +123,28 @@ class BenchConfig:
             raise BenchConfigError(
                 f"--concurrency and --batch-size must be >= 1, got {self.concurrency} and "
                 f"{self.batch_size}"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise BenchConfigError(
+                f"--threads must be >= 1, got {self.threads}; leave it out for torch's default"
+            )
+        if self.ray_actors is not None and self.ray_actors < 1:
+            raise BenchConfigError(f"--ray-actors must be >= 1, got {self.ray_actors}")
+        unknown = sorted(
+            key
+            for key in self.agent_kwargs
+            if key not in self.agents and key not in {a.partition(":")[0] for a in self.agents}
+        )
+        if unknown:
+            raise BenchConfigError(
+                f"--agent-kwargs names {', '.join(map(repr, unknown))}, neither an agent of "
+                f"--agents nor its kind; use one of {', '.join(self.agents)} or its kind"
+            )
+        not_objects = sorted(k for k, v in self.agent_kwargs.items() if not isinstance(v, dict))
+        if not_objects:
+            raise BenchConfigError(
+                f"--agent-kwargs: the value of {', '.join(map(repr, not_objects))} must be a "
+                'JSON object of keyword arguments, e.g. {"hf": {"max_new_tokens": 32}}'
             )
         if self.episodes is not None and self.episodes < 1:
             raise BenchConfigError(
@@ -159,11 +194,10 @@ def _check_settings(cfg: BenchConfig) -> tuple[list[Any], Any]:
     tasks and the env (built once with every task, which masks them all). Returns the tasks
     and the env spec; raises a :class:`~clarify_gym.errors.ClarifyGymError` naming the problem."""
     import gymnasium as gym
-    from clarify_agents.registry import parse_spec
+    from clarify_agents.registry import check_agent
 
     import clarify_gym
     from clarify_bench.harness.runfiles import RunFilesError
-    from clarify_gym.registration import make_env
 
     if cfg.ray:
         from clarify_bench.harness.ray_runner import check_ray_address, require_ray
@@ -171,13 +205,12 @@ def _check_settings(cfg: BenchConfig) -> tuple[list[Any], Any]:
         require_ray(loopback=cfg.ray in ("", "local"))
         if cfg.ray not in ("", "local"):
             check_ray_address(cfg.ray)  # an address nothing answers at: one line, now
-    for spec_text in cfg.agents:  # fail fast on a typo, before any episode runs
-        load, _ = parse_spec(spec_text)
-        load()  # imports the agent's module (py:<module>:<attr> included), builds nothing
+    for spec_text in cfg.agents:  # every agent, before any episode of the first one runs
+        check_agent(spec_text, **cfg.kwargs_for(spec_text))  # imports, builds nothing
     tasks = clarify_gym.load_tasks(cfg.tasks, split=cfg.split)
     if not tasks:
         raise RunFilesError(f"no tasks in {cfg.tasks!r} (split {cfg.split!r})")
-    make_env(cfg.env_id, tasks=tasks, **cfg.env_kwargs).close()
+    make_text_env(cfg.env_id, tasks=tasks, **cfg.env_kwargs).close()
     return tasks, gym.spec(cfg.env_id)
 
 
@@ -229,9 +262,11 @@ def evaluate(cfg: BenchConfig) -> Path:
         read_results,
         write_json_atomic,
     )
+    from clarify_gym.files import check_output_folder
 
     folder = Path(cfg.out or _default_out())
     tasks, spec = _check_settings(cfg)
+    check_output_folder(folder, "--out")
     task_ids = [t.id for t in tasks]
     settings = _settings(cfg, task_ids)
 
@@ -349,118 +384,38 @@ def record_llm_roles(metadata: dict[str, Any], rows: list[dict[str, Any]]) -> No
 # ---- command line ------------------------------------------------------------------------------
 
 
+@dataclass
+class BenchOptions:
+    """Options of ``clarify-gym bench`` that are not settings of a run."""
+
+    summarize: str | None = field(default=None, metadata=flag(metavar="DIR"))
+    """Only rebuild summary.md and the plots of an existing run folder."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``clarify-gym bench``."""
+    """Arguments of ``clarify-gym bench``: one flag per :class:`BenchConfig` and
+    :class:`BenchOptions` field."""
     from clarify_agents.registry import valid_specs
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "agents:\n  " + "\n  ".join(valid_specs())
-    parser.add_argument(
-        "--agents",
-        default=",".join(DEFAULT_AGENTS),
-        help="comma-separated agent specs (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--tasks",
-        default="sample",
-        help="task source: 'sample', a DOLOMITES .jsonl/.zip path, 'hf:cmalaviya/dolomites'",
-    )
-    parser.add_argument(
-        "--split",
-        default=None,
-        help="keep one split (default: 'test' for the sample, every task otherwise; 'all': every task)",
-    )
-    parser.add_argument(
-        "--seeds", default="0", type=parse_seeds, help="seeds, e.g. 0,1,2 or 0-4 (default: 0)"
-    )
-    parser.add_argument(
-        "--episodes",
-        type=int,
-        default=None,
-        help="run only the first N episodes of the task x seed grid per agent",
-    )
-    parser.add_argument(
-        "--out", default=None, help="run folder (default: runs/bench-<UTC date-time>)"
-    )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out, skipping finished episodes",
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=1,
-        help="episodes in flight for unbatched agents, e.g. API models (threads)",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=8,
-        help="episodes per generate call for local models (default: 8)",
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads for local models (default: torch's choice; on a busy machine 1 is often fastest)",
-    )
-    parser.add_argument(
-        "--env-id", default="ProactiveGather-v1", help="gymnasium env id (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--env-kwargs",
-        type=json_object,
-        default={},
-        help="JSON kwargs for gym.make, e.g. '{\"max_questions\": 3}'",
-    )
-    parser.add_argument(
-        "--agent-kwargs",
-        type=json_object,
-        default={},
-        help='JSON: agent spec or kind -> constructor kwargs, e.g. \'{"hf": {"max_new_tokens": 32}}\'',
-    )
-    from clarify_bench.harness.ray_runner import add_ray_arguments
-
-    add_ray_arguments(parser)
-    parser.add_argument("--no-plots", action="store_true", help="do not save PNG plots")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--summarize",
-        metavar="DIR",
-        default=None,
-        help="only rebuild summary.md and the plots of an existing run folder",
-    )
+    add_dataclass_arguments(parser, BenchConfig)
+    add_dataclass_arguments(parser, BenchOptions)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``clarify-gym bench``."""
-    if args.summarize:
-        summarize_run(Path(args.summarize), plots=not args.no_plots)
+    options = from_args(BenchOptions, args)
+    if options.summarize and not Path(options.summarize).is_dir():
+        raise BenchConfigError(
+            f"--summarize {options.summarize}: no such run folder; pass the --out of a bench run"
+        )
+    if options.summarize:
+        summarize_run(Path(options.summarize), plots=args.plots)
         return 0
     if args.resume and not args.out:
         raise BenchConfigError("--resume needs --out DIR (the run folder to continue)")
-    agents = tuple(a.strip() for a in args.agents.split(",") if a.strip())
-    cfg = BenchConfig(
-        agents=agents,
-        tasks=args.tasks,
-        split=args.split,
-        seeds=args.seeds,
-        episodes=args.episodes,
-        out=args.out,
-        resume=args.resume,
-        concurrency=args.concurrency,
-        batch_size=args.batch_size,
-        threads=args.threads,
-        ray=args.ray,
-        ray_actors=args.ray_actors,
-        ray_gpus=args.ray_gpus,
-        env_id=args.env_id,
-        env_kwargs=args.env_kwargs,
-        agent_kwargs=args.agent_kwargs,
-        plots=not args.no_plots,
-        progress=not args.no_progress,
-    )
+    cfg = from_args(BenchConfig, args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("benchmarks", "agents", "clarify_gym"):
         logging.getLogger(name).setLevel(logging.INFO)

@@ -30,7 +30,6 @@ when the batch is done.
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import logging
 import math
@@ -54,7 +53,6 @@ __all__ = [
     "EpisodeActor",
     "RayAddressError",
     "RayRunner",
-    "add_ray_arguments",
     "agent_metadata",
     "check_ray_address",
     "code_paths",
@@ -234,38 +232,6 @@ def require_ray(*, loopback: bool = False) -> Any:
     except ImportError as exc:
         raise MissingDependencyError("ray", "ray", "clarify-gym bench --ray") from exc
     return ray
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
-    """The Ray options of ``clarify-gym bench``."""
-    parser.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        default=None,
-        metavar="ADDRESS",
-        help='run episodes on Ray: alone, start a local cluster; with ADDRESS ("auto", '
-        "HOST:PORT, ray://HOST:PORT) join one (needs clarify-gym[ray])",
-    )
-    parser.add_argument(
-        "--ray-actors",
-        type=_positive,
-        default=None,
-        help="Ray actors per agent (default: one per cluster CPU, at most --concurrency)",
-    )
-    parser.add_argument(
-        "--ray-gpus",
-        type=float,
-        default=0.0,
-        help="GPUs per Ray actor of a local-model agent (1: one model per GPU; default 0: CPU)",
-    )
 
 
 #: Environment variables the actors get from the driver: the LLM endpoint, model and key settings.

@@ -51,7 +51,7 @@ def check_config(
     size: str, dry_run: bool, output_dir: str, tasks: str = "sample", split: str | None = "train"
 ) -> Any:
     """The ``qwen2.5-7b`` preset on a random model, cut to the check's batch."""
-    from clarify_agents.ppo.config import preset
+    from clarify_agents.ppo.presets import preset
 
     common = {
         "tokenizer": "qwen2.5-tokenizer",
@@ -201,7 +201,7 @@ def _model_dims(spec: str) -> Any:
 
 def memory_report(cfg: Any, history: list[dict[str, float]]) -> dict[str, Any]:
     """Measured peak per phase (the larger of the updates) and the two estimates."""
-    from clarify_agents.ppo.config import preset
+    from clarify_agents.ppo.presets import preset
 
     from clarify_bench.studies.memory_budget import QWEN25_7B, budget
 

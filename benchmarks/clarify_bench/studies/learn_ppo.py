@@ -376,6 +376,7 @@ def run_one(
         result = train(cfg, resume=run if list_checkpoints(run) else None)
         print(f"{agent}: trained ({time.perf_counter() - started:.0f} s this call)",
               file=sys.stderr)  # fmt: skip
+        assert result.model is not None  # train() on the main process returns its model
         model, tokenizer = result.model, result.tokenizer
         shutil.copyfile(run / "metrics.jsonl", folder / "metrics.jsonl")
         _export_adapter(list_checkpoints(run)[-1], folder / "adapter")
@@ -553,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         for reward in _csv(args.rewards):
             for seed in args.seeds:
                 run_one(args, reward, seed, plan, writer, rows, out)
-    report = {
+    report: dict[str, Any] = {
         "benchmark": "learn_ppo",
         "command": "python -m clarify_bench.studies.learn_ppo " + " ".join(argv if argv is not None else sys.argv[1:]),
         "settings": settings,

@@ -47,24 +47,32 @@ def _play(seeds: list[int], questions: int) -> tuple[list[dict[str, Any]], dict[
     """Play one LLM-env episode per seed with fixed questions; rows and per-role stats."""
     import gymnasium as gym
 
+    from clarify_gym.env import ProactiveGatherEnv
+
     env = gym.make("ProactiveGather-LLM-v0", max_questions=questions)
+    game = env.unwrapped
+    assert isinstance(game, ProactiveGatherEnv)
     rows = []
     for seed in seeds:
         env.reset(seed=seed)
         start = time.perf_counter()
-        answers, errors, info = [], [], {}
+        answers: list[str] = []
+        errors: list[Any] = []
+        info: dict[str, Any] = {}
         for question in QUESTIONS[:questions]:
             _, _, _, truncated, info = env.step(question)
             answers.append(info["answer"])
             errors.append(info["user_error"])
             if truncated:
                 break
+        assert game.state is not None  # reset() made it
+        turns = game.state.turns
         rows.append(
             {
                 "seed": seed,
                 "task_id": info["task_id"],
                 "answers": answers,
-                "cited_ids": [list(t.cited_ids) for t in env.unwrapped.state.turns],
+                "cited_ids": [list(t.cited_ids) for t in turns],
                 "user_errors": errors,
                 "judge_error": info["judge_error"],
                 "outline": info["outline"],
@@ -73,9 +81,13 @@ def _play(seeds: list[int], questions: int) -> tuple[list[dict[str, Any]], dict[
                 "wall_s": round(time.perf_counter() - start, 2),
             }
         )
-    parts = env.unwrapped
+    parts: tuple[tuple[str, Any], ...] = (
+        ("oracle", game.user),
+        ("writer", game.writer),
+        ("judge", game.judge),
+    )
     stats = {}
-    for role, part in (("oracle", parts.user), ("writer", parts.writer), ("judge", parts.judge)):
+    for role, part in parts:  # the LLM user, writer and judge, each with its client
         client = part.client
         sent = client.usage.calls - client.usage.cache_hits
         stats[role] = {

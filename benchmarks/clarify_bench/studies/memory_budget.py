@@ -18,7 +18,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from clarify_agents.ppo.config import TrainConfig, preset
+from clarify_agents.ppo.config import TrainConfig
+from clarify_agents.ppo.presets import preset
 
 __all__ = ["QWEN25_7B", "ModelDims", "budget", "to_markdown"]
 

@@ -62,7 +62,7 @@ TRL_PINS = (
     "accelerate==1.15.0",
     "datasets",
 )
-LORA = {
+LORA: dict[str, Any] = {
     "r": 8,
     "lora_alpha": 16,
     "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],

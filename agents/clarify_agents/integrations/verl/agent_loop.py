@@ -173,7 +173,8 @@ class ProactiveGatherAgentLoop(AgentLoopBase):
                     assistant_logprobs=output.log_probs or None,
                 )
                 tokens = merged.token_ids
-                reply = self.tokenizer.decode(output.token_ids, skip_special_tokens=True)
+                tokenizer: Any = self.tokenizer  # verl types it as the AutoTokenizer factory
+                reply = tokenizer.decode(output.token_ids, skip_special_tokens=True)
                 # 3. the env's answer and this turn's reward
                 with simple_timer("tool_calls", metrics):
                     _, reward, terminated, truncated, info = await self._env(
