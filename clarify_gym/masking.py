@@ -8,7 +8,7 @@ fields. The checklist used to judge the final outline has one item per output-sp
 per notes sentence.
 
 >>> from clarify_gym.errors import TaskFormatError
-from clarify_gym.tasks import Task
+>>> from clarify_gym.tasks import Task
 >>> task = Task(id="t", field="Law", objective="Write a memo for the partner.",
 ...             procedure="Read the contract first. Then check the 2019 amendment.",
 ...             input_spec="* Facts: what happened", output_spec="* Issue: One sentence.",

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from clarify_gym.errors import LLMReplyError
 from clarify_gym.llm.config import LLMConfig
 from clarify_gym.llm.reply import Completion, JSONReply, json_exchange
+from clarify_gym.llm.retry import Failure
 
 __all__ = ["Attempts", "Client", "JSONRun"]
 
@@ -24,6 +25,7 @@ class Client(Protocol):
 
     config: LLMConfig
     json_stats: Counter[str]
+    request_stats: Counter[str]
     _lock: threading.Lock
 
     def _params(self, overrides: Mapping[str, Any]) -> dict[str, Any]: ...
@@ -44,7 +46,11 @@ class Client(Protocol):
 
     def _format_fallback(self, exc: BaseException, sampling: dict[str, Any]) -> bool: ...
 
-    def _on_failure(self, exc: BaseException, attempt: int, model: str | None) -> float: ...
+    def _failure(self, exc: BaseException) -> Failure: ...
+
+    def _on_failure(
+        self, exc: BaseException, attempt: int, model: str | None, failure: Failure | None = None
+    ) -> float: ...
 
 
 class Attempts:

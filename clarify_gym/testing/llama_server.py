@@ -219,7 +219,7 @@ class LlamaServer:
 
 #: The one bench whose user, writer and judge run on the server (printed by :func:`main`).
 BENCH_COMMAND = (
-    "clarify-gym bench --agents generic,oracle --episodes 2 --no-plots "
+    "clarify-gym bench --agents passive,generic,oracle --episodes 3 --no-plots "
     """--env-kwargs '{"user": "llm", "writer": "llm", "judge": "llm", "max_questions": 2}'"""
 )
 #: What :func:`main` says about scores from a tiny model (measured: see docs/llm_backends.md).
@@ -249,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=1, help="-np: requests at once")
     parser.add_argument("--threads", type=int, default=2, help="-t: CPU threads")
     parser.add_argument("--timeout", type=int, default=600, help="CLARIFY_GYM_LLM_TIMEOUT (s)")
+    parser.add_argument(
+        "--writer-tokens", type=int, default=256, help="CLARIFY_GYM_WRITER_MAX_TOKENS (CPU: short)"
+    )
     parser.add_argument("--log", type=Path, default=Path("runs/llm-server/llama-server.log"))
     args = parser.parse_args(argv)
     args.log.parent.mkdir(parents=True, exist_ok=True)
@@ -272,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "CLARIFY_GYM_LLM_BASE_URL": server.url,
         "CLARIFY_GYM_LLM_MODEL": args.alias,
         "CLARIFY_GYM_LLM_TIMEOUT": str(args.timeout),
+        "CLARIFY_GYM_WRITER_MAX_TOKENS": str(args.writer_tokens),
         "CLARIFY_GYM_LLM_SERVER_PID": str(server.process.pid),
     }
     for key, value in exports.items():
