@@ -23,6 +23,7 @@ from clarify_gym.inputs import DialogueText, clean_action
 from clarify_gym.masking import DEFAULT_POLICY, FIELDS, MaskedTask, MaskPolicy, mask
 from clarify_gym.rewards import (
     RewardWeights,
+    check_setting,
     combine,
     new_information,
     paper_binary,
@@ -122,7 +123,11 @@ class ProactiveGatherEnv(gym.Env[str, str]):
     - ``checklist`` = the judge's checklist score, on the last step, with weight
       ``checklist_weight`` (0 by default).
 
-    Every term is reported in ``info["reward_terms"]`` whatever its weight.
+    Until the episode ends, ``info["reward_terms"]`` reports only the terms that are paid
+    (non-zero weight): an unpaid term could reveal what the reward does not (under
+    ``reward="paper"`` one ``new_info`` share would give |H| exactly). The last step reports
+    every term of that step. Under ``reward="new_info"`` the paid reward is itself a share of
+    H; nothing else before the end reveals |H|.
 
     ## Starting State
     ``reset(seed=..., options={"task_id": ...})`` picks the named task, or one uniformly with
@@ -145,7 +150,8 @@ class ProactiveGatherEnv(gym.Env[str, str]):
     ``invalid`` (None or the reason) and ``user_error`` (None, or why the user could not
     answer). Nothing before the end reveals |H| or sentence ids (either would let an agent work
     out H); the last step adds ``num_hidden`` (|H|), ``elicited`` (hidden ids elicited), and
-    per question ``cited_ids`` and ``new_hidden_ids``, for the episode metrics. LLM
+    per question ``cited_ids`` and ``new_hidden_ids``, for the episode metrics, and
+    ``checklist_items`` when the judge built its own checklist (an LLM-built one). LLM
     parts add ``user_usage`` per step and, at the end, the episode's ``llm/prompt_tokens``,
     ``llm/completion_tokens`` and ``llm/calls`` (user, writer and judge; replies replayed from
     the cache count as when first made, so a replay reports what the original did), and per
@@ -165,7 +171,8 @@ class ProactiveGatherEnv(gym.Env[str, str]):
       see :mod:`clarify_gym.llm`), or any :class:`~clarify_gym.users.SimulatedUser`.
     - ``reward``: ``"new_info"`` (default), ``"paper"`` or a
       :class:`~clarify_gym.rewards.RewardWeights`; ``question_cost``, ``checklist_weight``,
-      ``sentence_weights`` (field name -> importance for ``new_info``).
+      ``sentence_weights`` (field name -> importance for ``new_info``): each a finite
+      number >= 0.
     - ``max_questions`` (5), ``answer_max_sentences`` (k = 3: the most sentences one answer
       cites), ``question_max_chars`` (500), ``answer_max_chars`` (2000).
     - ``mask_policy``: which fields are hidden (the paper's split by default).
@@ -180,6 +187,12 @@ class ProactiveGatherEnv(gym.Env[str, str]):
       only sentences about the cue, not a whole field; several questions in one message are
       answered in order within k. Tuned on the train split of the gold labels; measured by
       ``python -m clarify_bench.studies.user_fidelity`` (``docs/user_fidelity.md``).
+    - All ids, from issue 28 (v2's batch): until the episode ends ``info["reward_terms"]``
+      holds only the paid terms and ``render()`` shows neither |H| nor what was elicited;
+      the question and answer caps apply after NFKC normalisation, so the observation is
+      always inside ``observation_space``; ``question_cost``, ``checklist_weight``,
+      ``sentence_weights`` and :class:`~clarify_gym.rewards.RewardWeights` must be finite
+      and >= 0 (one-line ``ValueError``).
     - All ids, from v1's release: actions are cleaned before STOP and the length cap are
       checked; unsupported scripts get ``unsupported_characters``; the charset holds only
       visible characters; ``num_hidden``, ``elicited``, ``cited_ids`` and ``new_hidden_ids``
@@ -211,8 +224,11 @@ class ProactiveGatherEnv(gym.Env[str, str]):
             raise ValueError(f"max_questions must be >= 1, got {max_questions}")
         if question_max_chars < 8 or answer_max_chars < 64:
             raise ValueError("question_max_chars must be >= 8 and answer_max_chars >= 64")
-        if question_cost < 0:
-            raise ValueError(f"question_cost is a cost and must be >= 0, got {question_cost}")
+        question_cost = check_setting("question_cost", question_cost)
+        if checklist_weight is not None:
+            checklist_weight = check_setting("checklist_weight", checklist_weight)
+        for name, value in (sentence_weights or {}).items():
+            check_setting(f"sentence_weights[{name!r}]", value)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
@@ -344,6 +360,8 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         if state.llm_usage:
             info.update({f"llm/{k}": v for k, v in state.llm_usage.items() if "/" not in k})
         info.update(self._llm_roles())
+        if verdict.items is not None:
+            info["checklist_items"] = list(verdict.items)
         asked = state.questions_asked
         redundant = sum(1 for t in state.turns if not t.new_hidden_ids)
         info.update(
@@ -413,14 +431,12 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         }
         reward = combine(terms, self.reward_weights)
         state.paper_total += terms["paper_binary"]
-        text = (
-            answer.text
-            if len(answer.text) <= self.answer_max_chars
-            else answer.text[: self.answer_max_chars - 4] + " ..."
-        )
-        text = sanitize(text, self.charset)
+        # sanitising may lengthen text (NFKC), so the cap applies to the sanitised answer
+        text = sanitize(answer.text[: 4 * self.answer_max_chars], self.charset)
         if "\n" in text or "  " in text or text != text.strip() or not text:
             text = " ".join(text.split()) or "(no answer)"
+        if len(text) > self.answer_max_chars:
+            text = text[: self.answer_max_chars - 4].rstrip() + " ..."
         turn = Turn(question, text, cited, new_hidden, reward, invalid, answer.error)
         state.turns.append(turn)
         state.elicited.update(new_hidden)
@@ -428,11 +444,14 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         state.conversation = f"{state.conversation}\n{line}" if state.conversation else line
 
         info = self._info()
+        weights = self.reward_weights
         info.update(
             {
                 "answer": text,
                 "answer_kind": answer.kind,
-                "reward_terms": terms,
+                # until the end only the paid terms: an unpaid one may reveal what the reward
+                # hides (under reward="paper" one new_info share gives |H| exactly)
+                "reward_terms": {n: v for n, v in terms.items() if getattr(weights, n)},
                 "invalid": invalid,
                 "user_error": answer.error,
             }
@@ -443,7 +462,7 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         truncated = state.questions_left <= 0
         if truncated:
             bonus = self._finish(info)
-            terms["checklist"] = info["eval/checklist_score"]
+            info["reward_terms"] = {**terms, "checklist": info["eval/checklist_score"]}
             reward += bonus
         state.last_info = info
         if self.render_mode == "human":
@@ -485,9 +504,14 @@ class ProactiveGatherEnv(gym.Env[str, str]):
             return None
         lines = [self._observation()]
         state = self._state
+        # |H| and what was elicited only once the episode has ended (they would reveal H)
+        elicited = (
+            f" elicited {len(state.elicited)}/{len(state.task.hidden_ids)} hidden sentences;"
+            if state.done
+            else ""
+        )
         lines.append(
-            f"\n[{state.task.task.id}] elicited {len(state.elicited)}/{len(state.task.hidden_ids)} hidden sentences; "
-            f"rewards {[round(t.reward, 3) for t in state.turns]}"
+            f"\n[{state.task.task.id}]{elicited} rewards {[round(t.reward, 3) for t in state.turns]}"
         )
         if state.done and "outline" in state.last_info:
             last = state.last_info

@@ -12,7 +12,7 @@ from typing import Any
 
 from clarify_gym.errors import ConfigError
 
-__all__ = ["check_output_folder", "git_commit", "write_json_atomic"]
+__all__ = ["check_output_folder", "git_commit", "write_json_atomic", "write_text_atomic"]
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -23,6 +23,22 @@ def write_json_atomic(path: Path, payload: Any) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(payload, f, indent=2, ensure_ascii=False)
             f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # a page others may read (mkstemp makes it owner-only)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

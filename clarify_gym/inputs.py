@@ -3,7 +3,9 @@
 :func:`clean_action` runs in this order, so no check can be dodged by the encoding:
 
 1. A raw action more than four times ``max_chars`` long is ``too_long`` at once (Unicode
-   normalisation shrinks text by at most about a third, so it could never fit).
+   normalisation shrinks text by at most about a third, so it could never fit); what the
+   dialogue shows of a too-long question is cut to ``max_chars`` after normalising and
+   sanitising (both may lengthen text: NFKC turns ``\ufdfa`` into 18 characters).
 2. NFKC normalisation (full-width letters become ASCII), format characters (zero-width
    spaces, joiners) removed, every other control or space character (NBSP, tabs, newlines)
    a plain space, runs of spaces one space.
@@ -84,18 +86,20 @@ def clean_action(action: str, charset: frozenset[str], max_chars: int, is_stop: 
     'unsupported_characters'
     """
     if len(action) > 4 * max_chars:
-        return CleanAction(sanitize(action[:max_chars], charset) + " [...]", invalid="too_long")
+        return CleanAction(
+            _cut(_normalise(action[:max_chars]), charset, max_chars), invalid="too_long"
+        )
     text = _normalise(action)
     if is_stop(text):
         return CleanAction(text, stop=True)
     if len(text) > max_chars:
-        return CleanAction(sanitize(text[:max_chars], charset) + " [...]", invalid="too_long")
+        return CleanAction(_cut(text, charset, max_chars), invalid="too_long")
     if not text:
         return CleanAction("(empty)", invalid="empty")
     if text.isascii():  # printable ASCII is in every charset
         shown = text
     else:
-        shown = " ".join(sanitize(text, charset).split())
+        shown = " ".join(sanitize(text, charset).split())[:max_chars]
         letters = [ch for ch in text if ch.isalpha()]
         unsupported = sum(1 for ch in letters if ch not in charset and not _ascii_fold(ch, charset))
         if letters and unsupported * 2 > len(letters):
@@ -103,6 +107,20 @@ def clean_action(action: str, charset: frozenset[str], max_chars: int, is_stop: 
     if not _WORDLIKE.search(shown):
         return CleanAction(shown or "(empty)", invalid="no_words")
     return CleanAction(shown)
+
+
+def _cut(text: str, charset: frozenset[str], max_chars: int) -> str:
+    """What an over-long question shows: its start, made to fit ``charset``, then ``[...]``,
+    ``max_chars`` characters at most in all (sanitising may lengthen text, so it is cut after).
+
+    >>> from clarify_gym.dialogue import ASCII_CHARSET
+    >>> _cut("Which sections must the output have? " * 3, ASCII_CHARSET, 20)
+    'Which sections [...]'
+    >>> len(_cut("\ufdfa" * 40, ASCII_CHARSET, 20)) <= 20  # NFKC: 18 characters each
+    True
+    """
+    shown = " ".join(sanitize(text[:max_chars], charset).split())
+    return shown[: max(0, max_chars - 6)].rstrip() + " [...]"
 
 
 def _ascii_fold(ch: str, charset: frozenset[str]) -> bool:

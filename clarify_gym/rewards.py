@@ -11,12 +11,15 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 __all__ = [
     "REWARD_PRESETS",
     "RewardWeights",
+    "check_setting",
     "combine",
     "new_information",
     "paper_binary",
@@ -62,6 +65,26 @@ def new_information(
     return sum(weights.get(i, 1.0) for i in fresh) / total if total > 0 else 0.0
 
 
+def check_setting(name: str, value: object) -> float:
+    """``value`` as a float, if it is a finite, non-negative number; else a one-line
+    ``ValueError`` naming the setting (a NaN or infinite cost or weight would make every
+    reward NaN or infinite without a word).
+
+    >>> check_setting("question_cost", 0.02)
+    0.02
+    >>> check_setting("question_cost", float("nan"))
+    Traceback (most recent call last):
+    ...
+    ValueError: question_cost must be a finite number >= 0, got nan
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
 def question_cost(cost: float) -> float:
     """The per-question term: ``-cost``.
 
@@ -87,6 +110,10 @@ class RewardWeights:
     paper_binary: float = 0.0
     question_cost: float = 1.0
     checklist: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check_setting(f"RewardWeights.{f.name}", getattr(self, f.name))
 
 
 #: Named reward settings accepted by the env's ``reward`` argument.

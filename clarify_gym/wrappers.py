@@ -35,6 +35,7 @@ from gymnasium.utils import RecordConstructorArgs
 from clarify_gym.dialogue import STOP, parse_observation
 from clarify_gym.env import ProactiveGatherEnv, is_stop
 from clarify_gym.questions import GENERIC_QUESTIONS
+from clarify_gym.rewards import new_information
 from clarify_gym.text import tokenize
 
 __all__ = [
@@ -42,10 +43,28 @@ __all__ = [
     "QuestionBankActions",
     "RedundancyPenalty",
     "hashed_bag_of_words",
+    "last_new_info",
     "make_bank_env",
 ]
 
 _TEXT_FEATURES = ("hash", "embedding", "none")
+
+
+def last_new_info(env: gym.Env) -> float:
+    """The new-information share of H that the env's last question elicited (its ``new_info``
+    term, whatever the reward pays: the env reports unpaid terms only at the end).
+
+    >>> env = ProactiveGatherEnv(reward="paper")
+    >>> _ = env.reset(seed=0)
+    >>> _ = env.step("What sections must the output contain?")
+    >>> 0 < last_new_info(env) < 1
+    True
+    """
+    state = env.unwrapped.state  # type: ignore[attr-defined]
+    if state is None or not state.turns:
+        return 0.0
+    turn = state.turns[-1]
+    return new_information(turn.new_hidden_ids, state.task.hidden_ids, (), state.weights)
 
 
 def hashed_bag_of_words(text: str, dim: int) -> np.ndarray:
@@ -284,7 +303,7 @@ class FeatureObservation(gym.Wrapper, RecordConstructorArgs):
             if index is not None:
                 self._features[self._asked_at + index] = 1.0
                 # the share of H it elicited (the new-info term; ids and |H| are not in info)
-                new = float(info.get("reward_terms", {}).get("new_info", 0.0))
+                new = last_new_info(self.env)
                 slot = self._new_at + index
                 self._features[slot] = min(1.0, self._features[slot] + new)
             if self.answer_dim:
@@ -317,7 +336,7 @@ class RedundancyPenalty(gym.Wrapper, RecordConstructorArgs):
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        if "answer" in info and not info.get("reward_terms", {}).get("new_info"):
+        if "answer" in info and not last_new_info(self.env):
             reward = float(reward) - self.penalty
             info.setdefault("reward_terms", {})["redundancy"] = -self.penalty
         return obs, reward, terminated, truncated, info

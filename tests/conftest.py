@@ -165,3 +165,15 @@ def _global_rng_untouched(request):
     np.random.set_state(np_state)
     if changed and request.node.get_closest_marker("reseeds_global_rng") is None:
         pytest.fail(f"{request.node.nodeid} changed the global RNG state of {', '.join(changed)}")
+
+
+@pytest.fixture(scope="session")
+def baseline_run(tmp_path_factory):
+    """``clarify-gym bench`` of the four baselines (the main job without the local model) on
+    the bundled test split: 48 episodes and their plots, a real run folder shared by the view,
+    rescore and browser tests. Tests must not change it (copy it first)."""
+    from clarify_bench.harness.evaluate import BenchConfig, evaluate
+
+    out = tmp_path_factory.mktemp("bench") / "run"
+    agents = ("passive", "generic", "random", "oracle")
+    return evaluate(BenchConfig(agents=agents, out=str(out), progress=False))

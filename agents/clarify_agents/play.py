@@ -2,7 +2,8 @@
 
 * ``clarify-gym play``: you are the assistant. You see the visible task, type one question per
   turn (the offline user answers) and ``STOP`` when ready; then you see the outline the writer
-  drafted from the answers, the checklist and your scores.
+  drafted from the answers, the checklist and your scores. Rewards and cited sentences are
+  shown only then: each reward would reveal a share of the hidden set.
 * ``clarify-gym play --as user --agent generic``: you are the person. You see the whole task,
   hidden part included (what you know but did not say), and answer the agent's questions.
   You cite nothing, so rewards are estimates: your answer is matched to the task sentences by
@@ -75,6 +76,12 @@ def _finish(env: Any, info: dict[str, Any], estimated: bool) -> None:
     note = " (estimated: your answers were matched to the task sentences)" if estimated else ""
     print(f"\n## Scores{note}\n")
     print(_metrics(info))
+    turns = env.unwrapped.state.turns
+    if turns:
+        print("\n## Reward of each question\n")
+        for i, turn in enumerate(turns, 1):
+            cited = ", ".join(map(str, turn.cited_ids)) or "-"
+            print(f"  {i}. {turn.reward:.3f}  (cited sentences: {cited})  {turn.question[:70]}")
 
 
 def _read(prompt: str) -> str | None:
@@ -115,9 +122,8 @@ def run(args: argparse.Namespace) -> int:
             line = _read(f"\nQuestion {info['questions_asked'] + 1} of {max_q}> ")
             action = "STOP" if line is None else line
             obs, reward, terminated, truncated, info = env.step(action)
-            if "answer" in info:
+            if "answer" in info:  # rewards wait for the end: each would reveal a share of H
                 print(f"User: {info['answer']}")
-                print(f"  (reward {float(reward):.3f})")
             if terminated or truncated:
                 break
         _finish(env, info, estimated=False)

@@ -2,7 +2,9 @@
 
 * ``tasks`` (:mod:`clarify_gym.cli`): list and inspect tasks;
 * ``play``, ``train``, ``train-sb3`` (:mod:`clarify_agents.cli`): play in the terminal, train;
-* ``bench`` (:mod:`clarify_bench.harness.evaluate`): benchmark agents.
+* ``bench`` (:mod:`clarify_bench.harness.evaluate`): benchmark agents;
+* ``view`` (:mod:`clarify_bench.harness.view`): one HTML page of one or more runs;
+* ``rescore`` (:mod:`clarify_bench.harness.rescore`): re-write and re-judge a stored run.
 
 Also ``python -m clarify_bench.cli COMMAND ...`` (e.g. under ``accelerate launch``).
 """
@@ -15,7 +17,7 @@ from collections.abc import Sequence
 
 from clarify_agents import cli as agents_cli
 
-from clarify_bench.harness import evaluate
+from clarify_bench.harness import evaluate, rescore, view
 from clarify_gym import cli as env_cli
 
 __all__ = ["build_parser", "main"]
@@ -34,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     env_cli.add_commands(sub)
     env_cli.add_command(
         sub, "bench", evaluate, "benchmark agents: agents x tasks x seeds, table and plots"
+    )
+    env_cli.add_command(
+        sub, "view", view, "one self-contained HTML page of one or more run folders"
+    )
+    env_cli.add_command(
+        sub, "rescore", rescore, "re-write and re-judge a stored run's dialogues (no agent runs)"
     )
     agents_cli.add_commands(sub)
     return parser

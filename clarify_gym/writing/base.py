@@ -21,6 +21,8 @@ class JudgeResult:
     met: tuple[bool, ...]
     usage: dict[str, int] | None = None
     error: str | None = None
+    #: The items judged, when they are not the task's own checklist (an LLM-built one).
+    items: tuple[str, ...] | None = None
 
 
 @runtime_checkable

@@ -313,4 +313,10 @@ class LLMJudge:
         except LLMReplyError as exc:
             return JudgeResult(0.0, (), exc.usage, error=str(exc))
         usage: Usage = reply.usage
-        return JudgeResult(sum(reply.value) / len(items), reply.value, usage.as_dict())
+        own = isinstance(self.checklist, TaskChecklist)
+        return JudgeResult(
+            sum(reply.value) / len(items),
+            reply.value,
+            usage.as_dict(),
+            items=None if own else tuple(item.text for item in items),
+        )

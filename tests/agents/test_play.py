@@ -26,6 +26,10 @@ def test_play_as_assistant(monkeypatch, capsys):
     assert "## Outline the writer drafted" in out and "## Checklist" in out
     assert "env/questions          2" in out
     assert "[x]" in out  # the answers put checklist items in the outline
+    # issue 28: no reward or cited id before the end (a reward gives a share of H)
+    before_end = out.split("## Outline the writer drafted")[0]
+    assert "reward" not in before_end.lower() and "cited" not in before_end.lower()
+    assert "## Reward of each question" in out and "cited sentences:" in out
 
 
 def test_play_as_assistant_end_of_input_is_stop(monkeypatch, capsys):

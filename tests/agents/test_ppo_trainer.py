@@ -145,7 +145,8 @@ def test_mean_reward_rises_on_a_synthetic_reward(tmp_path):
 def test_cli_trains_two_updates_of_the_tiny_preset_and_resumes(tmp_path, capsys):
     out = tmp_path / "cli"
     with one_thread():
-        assert main(["train", "--preset", "tiny", "--output-dir", str(out), "--no-progress"]) == 0
+        argv = ["train", "--preset", "tiny", "--output-dir", str(out), "--no-progress"]
+        assert main([*argv, "--sample-every", "1"]) == 0
         assert main(["train", "--resume", str(out), "--updates", "3", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "adapter" in printed and "update-000003" in printed
@@ -155,6 +156,17 @@ def test_cli_trains_two_updates_of_the_tiny_preset_and_resumes(tmp_path, capsys)
     assert glossary <= rows[0].keys()
     assert (out / "learning_curve.png").stat().st_size > 10_000
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    # sample dialogues every update, in the bench row format, kept exactly once across the resume
+    samples = read_metrics(out / "samples.jsonl")
+    keys = [(r["update"], r["task_id"], r["seed"]) for r in samples]
+    assert sorted({k[0] for k in keys}) == [1, 2, 3] and len(keys) == len(set(keys))
+    assert all(r["agent"] == f"update {r['update']}" and "dialogue" in r for r in samples)
+    events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert any(b"samples/dialogues" in p.read_bytes() for p in events)  # TensorBoard's text tab
+    from clarify_bench.harness.view import load_run
+
+    viewed = load_run(out)
+    assert viewed["kind"] == "train" and viewed["agents"] == ["update 1", "update 2", "update 3"]
     saved = json.loads((out / "config.json").read_text())
     assert saved["ppo"]["episodes_per_batch"] == 8 and saved["log"]["updates"] == 3
     checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())

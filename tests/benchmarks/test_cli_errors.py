@@ -26,7 +26,7 @@ TASK_TEXT = [
     for chunk in text.split(". ")
     if len(chunk) > 30
 ]
-COMMANDS = ("tasks", "play", "bench", "train", "train-sb3")
+COMMANDS = ("tasks", "play", "bench", "train", "train-sb3", "view", "rescore")
 
 
 def _files(folder: Path) -> dict[str, str]:
@@ -96,6 +96,14 @@ CASES: dict[str, tuple[list[str], str]] = {
         "unexpected keyword argument 'max_questionz'",
     ),
     "env-kwargs-bad-value": (["bench", "--env-kwargs", '{"max_questions": 0}'], "must be >= 1"),
+    "question-cost-nan": (
+        ["bench", "--env-kwargs", '{"question_cost": NaN}'],
+        "question_cost must be a finite number >= 0, got nan",
+    ),
+    "sentence-weight-negative": (
+        ["bench", "--env-kwargs", '{"sentence_weights": {"notes": -1}}'],
+        "sentence_weights['notes'] must be a finite number >= 0, got -1",
+    ),
     "env-kwargs-not-json": (["bench", "--env-kwargs", "{bad"], "argument --env-kwargs: not JSON"),
     "episodes-0": (["bench", "--episodes", "0"], "--episodes must be >= 1"),
     "episodes-not-a-number": (["bench", "--episodes", "x"], "invalid int value: 'x'"),
@@ -146,6 +154,14 @@ CASES: dict[str, tuple[list[str], str]] = {
     "summarize-a-missing-run": (["bench", "--summarize", "{missing_dir}"], "no such run folder"),
     # train: all checked before the model loads
     "train-no-preset": (["train"], "give --preset NAME"),
+    "train-question-cost-nan": (
+        ["train", "--preset", "tiny", "--question-cost", "nan"],
+        "question_cost must be a finite number >= 0, got nan",
+    ),
+    "train-checklist-weight-inf": (
+        ["train", "--preset", "tiny", "--checklist-weight", "inf"],
+        "checklist_weight must be a finite number >= 0, got inf",
+    ),
     "train-unknown-preset": (["train", "--preset", "gpt-9"], "invalid choice: 'gpt-9'"),
     "train-unknown-env-id": (
         ["train", "--preset", "tiny", "--env-id", "NoSuch-v0"],
@@ -189,6 +205,22 @@ CASES: dict[str, tuple[list[str], str]] = {
         "no task of split 'nope'",
     ),
     "sb3-missing-tasks": (["train-sb3", "--tasks", "{missing}", "--out", "{out}"], "not exist"),
+    # view and rescore: checked before anything is read or written
+    "view-no-run": (["view"], "the following arguments are required: RUN_DIR"),
+    "view-missing-run": (["view", "{missing_dir}"], "{missing_dir} is not a folder"),
+    "view-not-a-run": (["view", "{dir}"], "has no results.jsonl"),
+    "view-file-as-run": (["view", "{file}"], "is not a folder"),
+    "view-bad-port": (["view", "{dir}", "--serve", "0"], "--serve takes a port from 1 to 65535"),
+    "rescore-no-out": (["rescore", "{dir}"], "give the new run folder with --out"),
+    "rescore-not-a-run": (["rescore", "{dir}", "--out", "{out}"], "has no results.jsonl"),
+    "rescore-bad-judge": (
+        ["rescore", "{dir}", "--out", "{out}", "--judge", "gpt"],
+        "is not a judge",
+    ),
+    "rescore-bad-concurrency": (
+        ["rescore", "{dir}", "--out", "{out}", "--concurrency", "0"],
+        "--concurrency must be >= 1",
+    ),
 }
 #: Cases that load a (tiny) model before they can tell: the model loader may draw a progress
 #: bar on stderr before the one error line.

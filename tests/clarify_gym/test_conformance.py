@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import clarify_gym
+from clarify_gym.wrappers import last_new_info
 
 OFFLINE_IDS = [i for i in clarify_gym.ENV_IDS if "LLM" not in i and "Bank" not in i]
 LLM_ID = "ProactiveGather-LLM-v0"
@@ -65,7 +66,7 @@ def test_same_good_question_twice_earns_nothing_new(env_id):
     _, second, *_, info2 = env.step(question)
     assert info1["answer_kind"] == "answer" and first > 0
     assert "new_hidden_ids" not in info1 and last_turn(env).new_hidden_ids == ()
-    assert info2["reward_terms"]["new_info"] == 0.0
+    assert last_new_info(env) == 0.0
     if env.unwrapped.reward_weights.paper_binary == 0:
         assert second == 0.0
     else:  # the paper's binary reward pays a repeat again: the weakness the default fixes
@@ -125,7 +126,7 @@ def test_user_cites_at_most_k_and_new_info_sums_to_coverage(env_id):
             )
             _, reward, terminated, truncated, info = env.step(q)
             assert len(last_turn(env).cited_ids) <= 2
-            total += info["reward_terms"]["new_info"]
+            total += last_new_info(env)
         assert truncated
         assert total == pytest.approx(info["env/hidden_coverage"])
         assert info["env/new_info"] == len(info["elicited"])

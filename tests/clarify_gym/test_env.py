@@ -88,6 +88,21 @@ def test_render_modes(capsys):
         ProactiveGatherEnv(render_mode="rgb_array")
 
 
+@pytest.mark.parametrize("env_id", ["ProactiveGather-v1", "ProactiveGatherPaper-v1"])
+def test_render_shows_h_only_at_the_end(env_id):
+    """Issue 28: render() printed "elicited 0/15 hidden sentences" from reset on."""
+    env = gym.make(env_id, render_mode="ansi", max_questions=2)
+    env.reset(seed=0)
+    hidden = len(env.unwrapped.state.task.hidden_ids)
+    texts = [env.render()]
+    env.step("What sections must the output contain?")
+    texts.append(env.render())
+    for text in texts:
+        assert f"/{hidden}" not in text and "hidden sentences" not in text
+    env.step("What steps should I follow?")
+    assert f"/{hidden} hidden sentences" in env.render()
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="max_questions"):
         ProactiveGatherEnv(max_questions=0)

@@ -8,6 +8,7 @@ import pytest
 from clarify_gym.env import ProactiveGatherEnv
 from clarify_gym.registration import ENV_SPECS
 from clarify_gym.tasks import Task
+from clarify_gym.users import Answer
 
 #: Ids whose env is the text env itself (the bank ids wrap it in features).
 TEXT_IDS = [i for i, (entry, *_) in ENV_SPECS.items() if entry.endswith("ProactiveGatherEnv")]
@@ -36,6 +37,32 @@ def test_length_cap_applies_after_unicode_normalisation():
         obs, reward, terminated, truncated, info = env.step(action)
         assert info["invalid"] == "too_long" and reward == 0.0
         assert env.observation_space.contains(obs)
+
+
+class _ExpandingUser:
+    """A user whose answers NFKC-normalisation lengthens 18-fold."""
+
+    def answer(self, question: str, state: object) -> Answer:
+        return Answer("\ufdfa" * 3000, (), "nothing")
+
+
+@pytest.mark.parametrize(
+    "action",
+    ["\ufdfa" * 2001, "\ufdfa" * 1999, "\ufdfa" * 27, "\ufb03" * 499 + "?", "x" * 501],
+    ids=["over-4x", "under-4x", "fits-raw", "ligatures", "ascii"],
+)
+def test_every_path_keeps_the_observation_inside_its_space(action):
+    """Issue 28: "\ufdfa" * 2001 was cut, then normalised to 9,006 characters; five of them
+    made a 19,401-character observation against a 14,560 limit."""
+    for user in ("faithful", _ExpandingUser()):
+        env = ProactiveGatherEnv(user=user)
+        obs, _ = env.reset(seed=0)
+        for _ in range(env.max_questions):
+            obs, reward, *_ = env.step(action)
+            assert env.observation_space.contains(obs), len(obs)
+            turn = env.state.turns[-1]
+            assert len(turn.question) <= env.question_max_chars
+            assert len(turn.answer) <= env.answer_max_chars
 
 
 @pytest.mark.parametrize(

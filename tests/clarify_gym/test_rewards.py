@@ -23,15 +23,49 @@ def test_terms_and_composite():
         resolve_reward("bonus")
 
 
-def test_env_reports_every_term_and_weights_apply():
+def test_env_reports_paid_terms_and_weights_apply():
     env = gym.make("ProactiveGather-v0", question_cost=0.01, checklist_weight=0.5)
     env.reset(seed=3)
     _, reward, *_, info = env.step(good_question(env))
     terms = info["reward_terms"]
-    assert set(terms) == {"new_info", "paper_binary", "question_cost"}
+    assert set(terms) == {"new_info", "question_cost"}  # paper_binary is not paid
     assert reward == pytest.approx(terms["new_info"] - 0.01)
     _, reward, terminated, _, info = env.step("STOP")
     assert terminated and reward == pytest.approx(0.5 * info["eval/checklist_score"])
+
+
+@pytest.mark.parametrize("env_id", ["ProactiveGatherPaper-v0", "ProactiveGatherPaper-v1"])
+def test_paper_reward_reports_no_new_info_share_before_the_end(env_id):
+    """Issue 28: under the paper reward, one new_info share gave |H| exactly (1 / share)."""
+    env = gym.make(env_id, max_questions=2)
+    env.reset(seed=3)
+    _, reward, terminated, truncated, info = env.step(good_question(env))
+    assert not (terminated or truncated) and reward == 1.0
+    assert set(info["reward_terms"]) == {"paper_binary", "question_cost"}
+    _, _, _, truncated, info = env.step("What steps should I follow?")
+    assert truncated and set(info["reward_terms"]) >= {"new_info", "paper_binary", "checklist"}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"question_cost": float("nan")},
+        {"question_cost": float("inf")},
+        {"question_cost": -0.1},
+        {"checklist_weight": float("nan")},
+        {"checklist_weight": -1.0},
+        {"sentence_weights": {"notes": float("nan")}},
+        {"sentence_weights": {"notes": -2.0}},
+        {"sentence_weights": {"notes": float("inf")}},
+    ],
+    ids=str,
+)
+def test_reward_settings_must_be_finite_and_non_negative(kwargs):
+    with pytest.raises(ValueError, match=r"must be a finite number >= 0") as raised:
+        gym.make("ProactiveGather-v1", **kwargs)
+    assert "\n" not in str(raised.value)
+    with pytest.raises(ValueError, match=r"RewardWeights.new_info must be a finite number >= 0"):
+        RewardWeights(new_info=float("nan"))
 
 
 def test_sentence_weights_change_new_info_share():

@@ -98,6 +98,13 @@ def test_checklist_builder_makes_atomic_items_with_sources(fake_llm):
     judge = LLMJudge(checklist=builder)
     verdict = judge.judge(TASK, "\n".join(item.text for item in items))
     assert len(verdict.met) == len(items) and verdict.score == 1.0
+    # the verdict names the items it judged (they are not the task's), the env passes them on
+    assert verdict.items == tuple(item.text for item in items)
+    assert LLMJudge().judge(TASK, "anything").items is None  # the task's own checklist
+    env = gym.make("ProactiveGather-v0", tasks=[TASK.task], judge=judge)
+    env.reset(seed=0)
+    *_, info = env.step("STOP")
+    assert info["checklist_items"] == list(verdict.items)
 
 
 def test_llm_env_end_to_end_scores_like_the_offline_parts(fake_llm):

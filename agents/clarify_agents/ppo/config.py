@@ -16,6 +16,7 @@ This module imports no heavy dependency.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -272,6 +273,12 @@ class EnvSettings:
 
     def __post_init__(self) -> None:
         _check(self.max_questions >= 1, "max_questions must be >= 1")
+        for name in ("question_cost", "checklist_weight"):
+            value = getattr(self, name)
+            _check(
+                isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,
+                f"{name} must be a finite number >= 0, got {value!r}",
+            )
 
     def make_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``gym.make(env_id, ...)``."""
@@ -302,12 +309,15 @@ class LogSettings:
     """Checkpoints kept on disk (older ones are deleted)."""
     tensorboard: bool = True
     """Log to TensorBoard through accelerate's tracker."""
+    sample_every: int = 10
+    """Log a few sample dialogues every this many updates (samples.jsonl, TensorBoard text; 0: never)."""
     progress: bool = True
     """Show a progress bar."""
 
     def __post_init__(self) -> None:
         _check(self.updates >= 1 and self.save_every >= 1, "updates and save_every must be >= 1")
         _check(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
+        _check(self.sample_every >= 0, "sample_every must be >= 0 (0: no sample dialogues)")
         _check(
             self.mixed_precision in _PRECISIONS,
             f"mixed_precision must be one of {_PRECISIONS}, got {self.mixed_precision!r}",

@@ -1,5 +1,7 @@
-"""Run records: ``metrics.jsonl`` (one line per update, appended and flushed as it finishes) and
-the learning-curve PNG drawn from it.
+"""Run records: ``metrics.jsonl`` (one line per update, appended and flushed as it finishes),
+``samples.jsonl`` (a few sample dialogues every ``sample_every`` updates, in the row format of
+``clarify-gym bench``, so ``clarify-gym view`` shows how the policy's questions changed) and
+the learning-curve PNG drawn from the metrics.
 
 Metric names follow the glossary in the README (flat, slash-named keys).
 """
@@ -12,7 +14,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["append_metrics", "plot_learning_curve", "read_metrics", "truncate_metrics"]
+__all__ = [
+    "SAMPLE_DIALOGUES",
+    "append_metrics",
+    "plot_learning_curve",
+    "read_metrics",
+    "sample_rows",
+    "samples_markdown",
+    "truncate_metrics",
+]
+
+#: Sample dialogues logged per sampling update (distinct tasks first).
+SAMPLE_DIALOGUES = 4
 
 #: Panels of the learning curve: (title, metric keys).
 CURVE_PANELS = (
@@ -29,6 +42,76 @@ def append_metrics(path: str | os.PathLike[str], row: dict[str, Any]) -> None:
         f.write(json.dumps(row, allow_nan=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def sample_rows(update: int, episodes: Any, n: int = SAMPLE_DIALOGUES) -> list[dict[str, Any]]:
+    """Rows of ``samples.jsonl`` for up to ``n`` of an update's played episodes (rollout
+    ``Episode`` objects), distinct tasks first: agent ``update <n>``, task, seed, the dialogue,
+    the cited and newly elicited ids, outline, checklist verdict and the episode metrics."""
+    chosen: list[Any] = []
+    seen: set[str] = set()
+    for pass_ in (0, 1):
+        for e in episodes:
+            if len(chosen) >= n:
+                break
+            if e in chosen or (pass_ == 0 and e.task_id in seen):
+                continue
+            chosen.append(e)
+            seen.add(e.task_id)
+    rows = []
+    for e in chosen:
+        info = e.final or {}
+        messages = info.get("dialogue") or []
+        dialogue = [
+            {"question": q["content"], "answer": a["content"]}
+            for q, a in zip(messages[0::2], messages[1::2], strict=False)
+        ]
+        rows.append(
+            {
+                "agent": f"update {update}",
+                "update": update,
+                "task_id": e.task_id,
+                "seed": e.seed,
+                "field": info.get("field"),
+                "num_hidden": info.get("num_hidden"),
+                **{k: v for k, v in e.metrics.items()},
+                "return": e.env_return,
+                "stopped": e.ended_by == "stop",
+                "ended_by": e.ended_by,
+                "dialogue": dialogue,
+                "cited_ids": [list(c) for c in info.get("cited_ids", [])],
+                "new_hidden_ids": [list(c) for c in info.get("new_hidden_ids", [])],
+                "judge_error": info.get("judge_error"),
+                "outline": info.get("outline", ""),
+                "checklist_met": list(info.get("checklist_met", ())),
+            }
+        )
+    return rows
+
+
+def samples_markdown(rows: list[dict[str, Any]]) -> str:
+    """The sample dialogues as Markdown (TensorBoard's text tab renders it).
+
+    >>> print(samples_markdown([{"task_id": "t1", "seed": 3, "env/hidden_coverage": 0.5,
+    ...     "dialogue": [{"question": "Which sections?", "answer": "A summary."}]}]))
+    **t1** (seed 3), hidden coverage 0.50
+    <BLANKLINE>
+    1. Q: Which sections?
+       A: A summary.
+    """
+    blocks = []
+    for r in rows:
+        lines = [
+            f"**{r['task_id']}** (seed {r['seed']}), hidden coverage "
+            f"{float(r.get('env/hidden_coverage', 0.0)):.2f}",
+            "",
+        ]
+        for k, d in enumerate(r["dialogue"], start=1):
+            lines += [f"{k}. Q: {d['question']}", f"   A: {d['answer']}"]
+        if not r["dialogue"]:
+            lines.append("(no questions: STOP at once)")
+        blocks.append("\n".join(lines))
+    return "\n\n---\n\n".join(blocks)
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -70,6 +70,8 @@ class Episode:
     """"stop" (the policy said STOP), "budget" (no questions left) or "tokens" (max length)."""
     sample_logprobs: list[float] = field(default_factory=list)
     """Per token: the sampler's log-probability of a policy token (NaN elsewhere, or unknown)."""
+    final: dict[str, Any] = field(default_factory=dict)
+    """The env's last info: the dialogue, cited ids, outline and checklist (for sample logs)."""
 
     def extend(self, tokens: Sequence[int], *, policy: bool) -> None:
         """Append tokens (policy-written or context)."""
@@ -412,4 +414,5 @@ def _after_step(
 def _finish(episode: Episode, info: dict[str, Any], how: str) -> bool:
     episode.ended_by = how
     episode.metrics = {k: float(info[k]) for k in EPISODE_METRICS if k in info}
+    episode.final = info
     return False

@@ -49,6 +49,8 @@ from clarify_agents.ppo.logs import (
     append_metrics,
     plot_learning_curve,
     read_metrics,
+    sample_rows,
+    samples_markdown,
     truncate_metrics,
 )
 from clarify_agents.ppo.model import PolicyValueModel, build_policy_value_model
@@ -88,6 +90,7 @@ class TrainState:
     micro_batch: int  # episodes per forward/backward pass on this process
     reward_fn: RewardFn | None = None
     update: int = 0  # updates completed
+    episodes: list[Any] = field(default_factory=list)  # the last update's episodes (this process)
 
     @property
     def policy(self) -> PolicyValueModel:
@@ -127,6 +130,8 @@ def setup(
             "they are removed", metrics_file, len(old_rows),
         )  # fmt: skip
         truncate_metrics(metrics_file, 0)
+    if resume is None:
+        truncate_metrics(out / "samples.jsonl", 0)
     # torchrun/accelerate on CPUs only: without cpu=True every process would train on its own
     cpu_only = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     accelerator = Accelerator(
@@ -196,6 +201,7 @@ def setup(
         logger.info("resumed from %s after update %d", folder, state.update)
         if accelerator.is_main_process:
             truncate_metrics(metrics_file, state.update)
+            truncate_metrics(out / "samples.jsonl", state.update)
     return state
 
 
@@ -240,6 +246,7 @@ def ppo_iteration(state: TrainState) -> dict[str, float]:
         device=acc.device,
         reward_fn=state.reward_fn,
     )
+    state.episodes = episodes
     batch = Batch.collate(episodes, state.tokenizer.pad_token_id, acc.device)  # (B, T)
     mask = batch.policy_mask  # (B, T)
     rolled_out = time.perf_counter()
@@ -392,12 +399,26 @@ def _flat_config(cfg: TrainConfig) -> dict[str, Any]:
     return flat
 
 
+def _log_samples(state: TrainState, out: Path, main: bool) -> None:
+    """Every ``log.sample_every`` updates: a few of this update's dialogues into
+    ``samples.jsonl`` and TensorBoard's text tab (``samples/dialogues``)."""
+    every = state.cfg.log.sample_every
+    if not (main and every and state.update % every == 0):
+        return
+    rows = sample_rows(state.update, state.episodes)
+    for row in rows:
+        append_metrics(out / "samples.jsonl", row)
+    if state.cfg.log.tensorboard and rows:
+        state.accelerator.log({"samples/dialogues": samples_markdown(rows)}, step=state.update)
+
+
 def train(
     cfg: TrainConfig, *, resume: str | Path | None = None, reward_fn: RewardFn | None = None
 ) -> TrainResult:
     """Run PPO for ``cfg.log.updates`` updates (continuing a run when ``resume`` is given).
 
     Writes into ``cfg.log.output_dir``: ``config.json``, ``metrics.jsonl`` (a line per update),
+    ``samples.jsonl`` (sample dialogues every ``log.sample_every`` updates; ``clarify-gym view``),
     TensorBoard logs (``tensorboard/``), checkpoints (``checkpoints/update-*``; each one is a
     loadable peft adapter) and ``learning_curve.png``. ``reward_fn`` replaces the env's reward
     of each reply (see :data:`clarify_agents.ppo.rollout.RewardFn`). The caller's torch RNG state is left
@@ -432,6 +453,7 @@ def train(
                 if main:
                     append_metrics(out / "metrics.jsonl", row)
                 acc.log(metrics, step=state.update)
+                _log_samples(state, out, main)
                 bar.update(1)
                 bar.set_postfix(
                     ret=f"{metrics['env/return']:.3f}",

@@ -128,13 +128,30 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 
 def episode_row(
-    episode: Episode, env: Any, info: dict[str, Any], terminated: bool, elapsed: float
+    episode: Episode,
+    env: Any,
+    info: dict[str, Any],
+    terminated: bool,
+    elapsed: float,
+    steps: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The results.jsonl row of a finished episode (from the env's final info and state)."""
+    """The results.jsonl row of a finished episode (from the env's final info and state).
+
+    ``steps`` are the infos of the episode's steps, in order: each question's ``reward_terms``
+    and ``answer_kind`` go into the row (``clarify-gym view`` shows them turn by turn)."""
     from clarify_bench.harness.summary import METRICS
 
     state = env.unwrapped.state
     turns = state.turns
+    asked = [s for s in steps if "answer_kind" in s]  # question steps (not the STOP step)
+    per_turn: dict[str, Any] = (
+        {
+            "reward_terms": [dict(s.get("reward_terms") or {}) for s in asked],
+            "answer_kinds": [s["answer_kind"] for s in asked],
+        }
+        if len(asked) == len(turns)
+        else {}
+    )
     return {
         "agent": episode.agent,
         "task_id": episode.task_id,
@@ -151,10 +168,12 @@ def episode_row(
         "new_hidden_ids": [list(t.new_hidden_ids) for t in turns],
         "invalid": [t.invalid for t in turns],
         "user_errors": [t.user_error for t in turns],
+        **per_turn,
         "judge_error": info.get("judge_error"),
         **{k: v for k, v in info.items() if k.startswith("llm/")},
         "outline": info["outline"],
         "checklist_met": list(info["checklist_met"]),
+        **({"checklist_items": list(info["checklist_items"])} if "checklist_items" in info else {}),
         "elapsed_s": round(elapsed, 4),
     }
 
@@ -185,10 +204,12 @@ def run_episode(episode: Episode, env: Any, agent: Any) -> dict[str, Any]:
     """Play one episode with an unbatched agent; return its row."""
     start = time.perf_counter()
     obs = _reset(env, episode, agent)
+    steps = []
     while True:
         obs, _, terminated, truncated, info = env.step(agent.act(obs))
+        steps.append(info)
         if terminated or truncated:
-            row = episode_row(episode, env, info, terminated, time.perf_counter() - start)
+            row = episode_row(episode, env, info, terminated, time.perf_counter() - start, steps)
             row.update(agent_llm_counts(agent))
             return row
 
@@ -312,27 +333,27 @@ def run_batched(
     pending = deque(episodes)
     free = [make_env() for _ in range(min(batch_size, len(episodes)))]
     envs = list(free)
-    slots: list[tuple[Episode, Any, str, float]] = []
+    slots: list[tuple[Episode, Any, str, float, list[dict[str, Any]]]] = []
     try:
         while pending or slots:
             while pending and free:
                 episode, env = pending.popleft(), free.pop()
-                slots.append((episode, env, _reset(env, episode, None), time.perf_counter()))
-            actions = agent.act_batch(
-                [obs for _, _, obs, _ in slots], seeds=[e.agent_seed for e, _, _, _ in slots]
-            )
+                slots.append((episode, env, _reset(env, episode, None), time.perf_counter(), []))
+            actions = agent.act_batch([s[2] for s in slots], seeds=[s[0].agent_seed for s in slots])
             if len(actions) != len(slots):
                 raise RuntimeError(
                     f"{type(agent).__name__}.act_batch returned {len(actions)} actions for {len(slots)} observations"
                 )
             still = []
-            for (episode, env, _, start), action in zip(slots, actions, strict=True):
+            for (episode, env, _, start, steps), action in zip(slots, actions, strict=True):
                 obs, _, terminated, truncated, info = env.step(action)
+                steps.append(info)
                 if terminated or truncated:
-                    emit(episode_row(episode, env, info, terminated, time.perf_counter() - start))
+                    elapsed = time.perf_counter() - start
+                    emit(episode_row(episode, env, info, terminated, elapsed, steps))
                     free.append(env)
                 else:
-                    still.append((episode, env, obs, start))
+                    still.append((episode, env, obs, start, steps))
             slots = still
     finally:
         for env in envs:

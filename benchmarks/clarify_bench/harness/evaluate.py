@@ -261,8 +261,10 @@ def evaluate(cfg: BenchConfig) -> Path:
         open_run,
         read_results,
         write_json_atomic,
+        write_tasks,
     )
     from clarify_gym.files import check_output_folder
+    from clarify_gym.masking import mask
 
     folder = Path(cfg.out or _default_out())
     tasks, spec = _check_settings(cfg)
@@ -294,8 +296,10 @@ def evaluate(cfg: BenchConfig) -> Path:
         env = make_env()
         try:
             metadata["env"]["parts"] = env.unwrapped.describe_parts()
+            policy = env.unwrapped.mask_policy
         finally:
             env.close()
+        write_tasks(folder, (mask(t, policy) for t in tasks))
         write_json_atomic(folder / METADATA, metadata)
     gave_up: list[str] = []
     bar = tqdm(

@@ -1,5 +1,7 @@
-"""The files of a benchmark run: ``metadata.json`` (written atomically) and ``results.jsonl``
-(one row per episode, appended, flushed and fsync'd as each episode ends).
+"""The files of a benchmark run: ``metadata.json`` (written atomically), ``results.jsonl``
+(one row per episode, appended, flushed and fsync'd as each episode ends) and ``tasks.json``
+(each task's numbered sentences, hidden ones marked, and checklist: what ``clarify-gym view``
+shows beside a dialogue; hidden text lives in the run folder only, never in what an agent sees).
 
 A run killed at any moment leaves at most one torn last line (no trailing newline);
 :func:`read_results` with ``repair=True`` truncates it, so a resumed run writes every episode
@@ -24,6 +26,7 @@ from clarify_gym.files import git_commit, write_json_atomic
 __all__ = [
     "METADATA",
     "RESULTS",
+    "TASKS",
     "ResultsWriter",
     "RunFilesError",
     "episode_key",
@@ -34,14 +37,18 @@ __all__ = [
     "package_versions",
     "read_metadata",
     "read_results",
+    "read_tasks",
     "settings_mismatch",
+    "task_record",
     "write_json_atomic",
+    "write_tasks",
 ]
 
 logger = logging.getLogger(__name__)
 
 METADATA = "metadata.json"
 RESULTS = "results.jsonl"
+TASKS = "tasks.json"
 _PACKAGES = (
     "clarify-gym",
     "gymnasium",
@@ -226,3 +233,36 @@ def new_metadata(
         "packages": package_versions(),
         "command": sys.argv,
     }
+
+
+def task_record(masked: Any) -> dict[str, Any]:
+    """What ``tasks.json`` keeps of one :class:`~clarify_gym.masking.MaskedTask`: the visible
+    text, every numbered sentence (``[id, field, hidden, text]``) and the checklist
+    (``[text, field, sentence ids]``)."""
+    task = masked.task
+    return {
+        "field": task.field,
+        "split": task.split,
+        "name": task.name,
+        "objective": task.objective,
+        "visible_text": masked.visible_text,
+        "sentences": [[s.id, s.field, s.hidden, s.text] for s in masked.sentences],
+        "checklist": [[c.text, c.field, list(c.sentence_ids)] for c in masked.checklist],
+    }
+
+
+def write_tasks(folder: Path, masked_tasks: Any) -> None:
+    """Write ``tasks.json`` (task id -> :func:`task_record`) atomically."""
+    write_json_atomic(folder / TASKS, {"tasks": {m.task.id: task_record(m) for m in masked_tasks}})
+
+
+def read_tasks(folder: Path) -> dict[str, dict[str, Any]] | None:
+    """The run's ``tasks.json`` records by task id, or ``None`` (runs made before it existed)."""
+    path = folder / TASKS
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    tasks = data.get("tasks") if isinstance(data, dict) else None
+    if not isinstance(tasks, dict):
+        raise RunFilesError(f"{path}: not a tasks file (no 'tasks' object); delete it")
+    return tasks

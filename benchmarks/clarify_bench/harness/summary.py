@@ -151,10 +151,13 @@ def _agent_order(rows: Sequence[dict[str, Any]], agents: Sequence[str] | None) -
 
 
 def summarize(
-    rows: Sequence[dict[str, Any]], agents: Sequence[str] | None = None
+    rows: Sequence[dict[str, Any]],
+    agents: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
 ) -> list[AgentSummary]:
-    """Mean and 95 % CI over task means of every metric in :data:`METRICS`, per agent (in
-    ``agents`` order, then first appearance).
+    """Mean and 95 % CI over task means of every metric in ``metrics`` (default :data:`METRICS`),
+    per agent (in ``agents`` order, then first appearance). Rows without a metric (runs made
+    before it existed) are left out of its mean; with none it is ``nan`` (shown ``n/a``).
 
     >>> rows = [{"agent": "a", "task_id": t, "seed": s, **{m: v for m in METRICS}}
     ...         for t, s, v in [("t1", 0, 1.0), ("t1", 1, 0.0), ("t2", 0, 1.0)]]
@@ -168,14 +171,16 @@ def summarize(
         by_task: dict[str, list[dict[str, Any]]] = {}
         for r in mine:
             by_task.setdefault(str(r["task_id"]), []).append(r)
-        metrics = {}
-        for m in METRICS:
-            task_means = [
-                math.fsum(float(r[m]) for r in group) / len(group) for group in by_task.values()
-            ]
-            metrics[m] = mean_ci(task_means)
+        table = {}
+        for m in METRICS if metrics is None else metrics:
+            task_means = []
+            for group in by_task.values():
+                values = [float(r[m]) for r in group if r.get(m) is not None]
+                if values:
+                    task_means.append(math.fsum(values) / len(values))
+            table[m] = mean_ci(task_means)
         errored = sum(episode_errored(r) for r in mine)
-        out.append(AgentSummary(agent, len(mine), len(by_task), metrics, errored))
+        out.append(AgentSummary(agent, len(mine), len(by_task), table, errored))
     return out
 
 
