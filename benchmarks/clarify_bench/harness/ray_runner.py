@@ -91,27 +91,30 @@ def _host_port(address: str) -> tuple[str, int]:
 
 
 def check_ray_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> str:
-    """The address ``ray.init`` should join for ``--ray ADDRESS``, once a Ray cluster answers
-    there; :class:`RayAddressError` in at most about ``timeout`` seconds otherwise.
+    """The address ``ray.init`` should join for ``--ray ADDRESS`` (``address`` itself), once a
+    Ray cluster answers there; :class:`RayAddressError` in at most about ``timeout`` seconds
+    otherwise.
 
-    ``auto`` is resolved as Ray does (``RAY_ADDRESS``, the cluster ``ray start`` recorded, a
-    running GCS of this machine). ``HOST:PORT`` and ``ray://HOST:PORT`` must accept a TCP
+    ``auto`` is looked up as Ray does (``RAY_ADDRESS``, the cluster ``ray start`` recorded, a
+    running GCS of this machine) for the checks, and passed on as ``auto``. ``HOST:PORT`` and ``ray://HOST:PORT`` must accept a TCP
     connection, then a child process must join the cluster there (:func:`_probe_ray`): Ray's
     own ``ray.init`` retries an address that accepts but never answers as Ray for minutes.
     """
     require_ray()
     start = time.monotonic()
+    given, found = address, address
     if address == "auto":
         from ray._private import services
 
         try:
-            address = services.canonicalize_bootstrap_address_or_die("auto")
+            found = services.canonicalize_bootstrap_address_or_die("auto")
         except (ConnectionError, ValueError) as exc:
             raise RayAddressError(
                 f"--ray auto found no Ray cluster to join ({str(exc).splitlines()[0]}): start one "
                 "with `ray start --head`, pass its address, or use --ray alone for a local cluster"
             ) from None
-    host, port = _host_port(address)
+        address = f"auto ({found})"
+    host, port = _host_port(found)
     deadline = start + timeout
     check = (
         "check the host and port (`ray start --head` prints them; ray:// needs the head's Ray "
@@ -131,10 +134,11 @@ def check_ray_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> str:
             time.sleep(0.5)
     if last is not None:
         raise RayAddressError(f"nothing answers at --ray {address} ({last}): {check}")
-    problem = _probe_ray(address, max(1.0, deadline - time.monotonic()))
+    # "auto" itself goes to ray.init: only then does Ray turn token authentication on by itself
+    problem = _probe_ray(given, max(1.0, deadline - time.monotonic()))
     if problem is not None:
         raise RayAddressError(f"could not join a Ray cluster at --ray {address}: {problem}")
-    return address
+    return given
 
 
 #: What :func:`_probe_ray` runs in a child process: join, report, leave.
