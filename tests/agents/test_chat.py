@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import gymnasium as gym
 import pytest
@@ -65,9 +64,8 @@ def test_async_and_batched_requests_run_concurrently(fake_llm):
     env = gym.make("ProactiveGather-v0")
     observations = [env.reset(seed=s)[0] for s in range(8)]
     agent = ChatAgent("fake-model", cache=False)
-    start = time.perf_counter()
     batch = agent.act_batch(observations)
-    assert time.perf_counter() - start < 0.2 * 8, "faster than one request after another"
+    # Concurrency is read off the server (requests in flight at once), not off a wall clock.
     assert fake_llm.stats.max_in_flight >= 4 and batch == [TOP_GENERIC_QUESTIONS[0]] * 8
 
     async def all_at_once():
@@ -75,9 +73,7 @@ def test_async_and_batched_requests_run_concurrently(fake_llm):
         return await asyncio.gather(*(c.aact(o) for c, o in zip(clones, observations, strict=True)))
 
     fake_llm.reset_stats()
-    start = time.perf_counter()
     assert asyncio.run(all_at_once()) == batch
-    assert time.perf_counter() - start < 0.2 * 8
     assert fake_llm.stats.max_in_flight >= 4 and fake_llm.stats.requests == 8
 
 
