@@ -154,7 +154,11 @@ class ProactiveGatherEnv(gym.Env[str, str]):
     ``checklist_items`` when the judge built its own checklist (an LLM-built one). LLM
     parts add ``user_usage`` per step and, at the end, the episode's ``llm/prompt_tokens``,
     ``llm/completion_tokens`` and ``llm/calls`` (user, writer and judge; replies replayed from
-    the cache count as when first made, so a replay reports what the original did).
+    the cache count as when first made, so a replay reports what the original did), and per
+    LLM part ``llm/<role>/calls``, ``llm/<role>/served_model`` and ``llm/<role>/<count>`` for
+    the counts of :data:`clarify_gym.llm.reply.COUNTS` (JSON replies, first-try parses,
+    repairs, length retries, parse failures, retries, timeouts, fallbacks; the last three are
+    those of the requests made, none for a replay).
 
     ## Arguments
     - ``tasks``: anything :func:`~clarify_gym.tasks.load_tasks` takes, or a list of tasks
@@ -311,13 +315,37 @@ class ProactiveGatherEnv(gym.Env[str, str]):
             "dialogue": state.messages(),
         }
 
-    def _add_usage(self, usage: Mapping[str, int] | None) -> None:
-        """Add an LLM part's token usage to the episode's total."""
+    def _add_usage(self, usage: Mapping[str, int] | None, role: str) -> None:
+        """Add an LLM part's usage to the episode's total (tokens, calls) and to its role's
+        counts (``<role>/calls`` and ``<role>/<count>`` for each of
+        :data:`clarify_gym.llm.reply.COUNTS`)."""
+        from clarify_gym.llm.reply import COUNTS
+
         assert self._state is not None
         total = self._state.llm_usage
         for key in ("prompt_tokens", "completion_tokens", "calls"):
             if usage and key in usage:
                 total[key] = total.get(key, 0) + int(usage[key])
+        for key in ("calls", *COUNTS):
+            if usage and key in usage:
+                total[f"{role}/{key}"] = total.get(f"{role}/{key}", 0) + int(usage[key])
+
+    def _llm_roles(self) -> dict[str, Any]:
+        """``llm/<role>/...`` info of the episode for each LLM part (user, writer, judge): its
+        calls and :data:`~clarify_gym.llm.reply.COUNTS` (0 when nothing happened) and the model
+        its server last said it served."""
+        from clarify_gym.llm.reply import COUNTS
+
+        assert self._state is not None
+        out: dict[str, Any] = {}
+        for role, part in (("user", self.user), ("writer", self.writer), ("judge", self.judge)):
+            client = getattr(part, "client", None)
+            if client is None or not hasattr(client, "served_model"):
+                continue
+            for key in ("calls", *COUNTS):
+                out[f"llm/{role}/{key}"] = self._state.llm_usage.get(f"{role}/{key}", 0)
+            out[f"llm/{role}/served_model"] = client.served_model
+        return out
 
     def _finish(self, info: dict[str, Any]) -> float:
         """Write and judge the outline; add the episode metrics and return to ``info``; return
@@ -327,10 +355,11 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         state.done = True
         outline = self.writer.write(state.task, state.turns)
         verdict = self.judge.judge(state.task, outline)
-        for usage in (getattr(self.writer, "last_usage", None), verdict.usage):
-            self._add_usage(usage)
+        self._add_usage(getattr(self.writer, "last_usage", None), "writer")
+        self._add_usage(verdict.usage, "judge")
         if state.llm_usage:
-            info.update({f"llm/{k}": v for k, v in state.llm_usage.items()})
+            info.update({f"llm/{k}": v for k, v in state.llm_usage.items() if "/" not in k})
+        info.update(self._llm_roles())
         if verdict.items is not None:
             info["checklist_items"] = list(verdict.items)
         asked = state.questions_asked
@@ -429,7 +458,7 @@ class ProactiveGatherEnv(gym.Env[str, str]):
         )
         if answer.usage:
             info["user_usage"] = answer.usage
-            self._add_usage(answer.usage)
+            self._add_usage(answer.usage, "user")
         truncated = state.questions_left <= 0
         if truncated:
             bonus = self._finish(info)

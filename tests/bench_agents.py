@@ -69,3 +69,20 @@ class DiesOnce(GenericAgent):
             self.marker.write_text(str(os.getpid()))
             os._exit(1)  # a worker lost mid-episode: no exception, no reply
         return super().act(observation)
+
+
+class FailsOnLawOnce(FailsOnLaw):
+    """:class:`FailsOnLaw` the first time this process meets the law task, fine after (an
+    endpoint that came back)."""
+
+    name = "fails-on-law-once"
+    failed: set[str] = set()  # noqa: RUF012  (process-wide on purpose)
+
+    def act(self, observation: str) -> str:
+        if "internal legal memorandum" in observation and "law" not in FailsOnLawOnce.failed:
+            FailsOnLawOnce.failed.add("law")
+            raise ConnectionError("the endpoint is down")
+        if self._asked:
+            return STOP
+        self._asked = True
+        return "What steps should I follow?"

@@ -114,7 +114,10 @@ def _fake_llm_server():
 def fake_llm(_fake_llm_server, monkeypatch, tmp_path):
     """The fake OpenAI-compatible server, with every LLM part of clarify-gym pointed at it by
     environment variables and a fresh reply cache in ``tmp_path / "llm-cache"``."""
+    from clarify_gym.llm import client as llm_client
+
     server = _fake_llm_server
+    llm_client._FORMAT_REJECTED.clear()  # a fallback learnt in one test stays there
     server.clear_faults()
     server.reset_stats()
     server.latency = 0.0
@@ -126,6 +129,7 @@ def fake_llm(_fake_llm_server, monkeypatch, tmp_path):
     monkeypatch.setenv("CLARIFY_GYM_LLM_CACHE", str(tmp_path / "llm-cache"))
     yield server
     server.clear_faults()
+    llm_client._FORMAT_REJECTED.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from clarify_gym.errors import LLMReplyError
 from clarify_gym.llm.config import LLMConfig
 from clarify_gym.llm.reply import Completion, JSONReply, json_exchange
+from clarify_gym.llm.retry import Failure
 
 __all__ = ["Attempts", "Client", "JSONRun"]
 
@@ -24,6 +25,7 @@ class Client(Protocol):
 
     config: LLMConfig
     json_stats: Counter[str]
+    request_stats: Counter[str]
     _lock: threading.Lock
 
     def _params(self, overrides: Mapping[str, Any]) -> dict[str, Any]: ...
@@ -44,7 +46,11 @@ class Client(Protocol):
 
     def _format_fallback(self, exc: BaseException, sampling: dict[str, Any]) -> bool: ...
 
-    def _on_failure(self, exc: BaseException, attempt: int, model: str | None) -> float: ...
+    def _failure(self, exc: BaseException) -> Failure: ...
+
+    def _on_failure(
+        self, exc: BaseException, attempt: int, model: str | None, failure: Failure | None = None
+    ) -> float: ...
 
 
 class Attempts:
@@ -64,9 +70,22 @@ class Attempts:
         self.sampling = client._params(params or {})
         self.result: Completion | None = None
         self.key: str | None = None
+        #: Failed attempts that timed out, and requests sent again without ``response_format``.
+        self.timeouts = self.fallbacks = 0
         if model is not None:
             self.key, self.result = client._lookup(model, self.msgs, self.sampling)
         self.start = time.perf_counter()
+
+    def _stamp(self, completion: Completion | None) -> Completion | None:
+        """Write what this request took (retries, timeouts, fallbacks) into its usage."""
+        if completion is not None:
+            usage = completion.usage
+            usage.retries, usage.timeouts, usage.fallbacks = (
+                self.attempt,
+                self.timeouts,
+                self.fallbacks,
+            )
+        return completion
 
     @property
     def request(self) -> dict[str, Any]:
@@ -76,18 +95,30 @@ class Attempts:
     def answer(self, response: Any) -> None:
         """Record the server's response (counted, cached, checked)."""
         assert self.model is not None
-        self.result = self.client._finish(
-            self.key, self.model, self.msgs, self.sampling, response, self.start
+        self.result = self._stamp(
+            self.client._finish(
+                self.key, self.model, self.msgs, self.sampling, response, self.start
+            )
         )
+
+    def sending(self) -> None:
+        """Count an attempt about to reach for the server."""
+        with self.client._lock:
+            self.client.request_stats["sent"] += 1
 
     def failed(self, exc: BaseException) -> float:
         """Seconds to wait before the next attempt (0: send again at once, without the
-        ``response_format`` the server rejected; ``result`` is set if that request is cached),
-        or raise :class:`LLMError` when ``exc`` is not retried or the retries are spent."""
+        ``response_format`` the server said it does not support; ``result`` is set if that
+        request is cached), or raise :class:`LLMError` when ``exc`` is not retried or the
+        retries are spent."""
         if self.model is not None and self.client._format_fallback(exc, self.sampling):
+            self.fallbacks += 1
             self.key, self.result = self.client._lookup(self.model, self.msgs, self.sampling)
+            self._stamp(self.result)
             return 0.0
-        delay = self.client._on_failure(exc, self.attempt, self.model)
+        failure = self.client._failure(exc)
+        self.timeouts += int(failure.timeout)
+        delay = self.client._on_failure(exc, self.attempt, self.model, failure)
         self.attempt += 1
         return delay
 

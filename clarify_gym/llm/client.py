@@ -19,11 +19,15 @@ names the cause (unreachable, 401 ...).
 
 :meth:`LLMClient.complete_json` sends the role's JSON schema as ``response_format`` (or
 ``json_object``, or nothing: ``CLARIFY_GYM_LLM_JSON``, see :mod:`clarify_gym.llm.schemas`); a
-server that answers HTTP 400 to that field gets the plain request instead, with one logged
-warning per endpoint. It parses and validates the reply, makes one more request when it is
+server whose HTTP 400/422 says it does not support that field gets the plain request instead
+(and that role's later requests to it go without, with one logged warning); any other 400,
+such as a prompt longer than the server's context, leaves the field on and fails the request.
+It parses and validates the reply, makes one more request when it is
 unusable (a firmer length instruction when it was cut for length, else a repair request that
 shows a short prefix of the bad reply), and raises :class:`~clarify_gym.errors.LLMReplyError` if
-that fails too. :attr:`LLMClient.json_stats` counts first-try parses, retries and failures.
+that fails too. :attr:`LLMClient.json_stats` counts first-try parses, retries and failures,
+:attr:`LLMClient.request_stats` the requests sent, cache hits, retries, timeouts and
+fallbacks; each completion's :class:`Usage` carries the same counts for its own request.
 
 The model the server says it used (the reply's ``model``) is kept in the cache record and in
 :attr:`LLMClient.served_model`, with one warning when it is not the one requested (llama-server,
@@ -54,7 +58,14 @@ from clarify_gym.llm.cache import ResponseCache, request_key
 from clarify_gym.llm.config import ROLES, LLMConfig, redact
 from clarify_gym.llm.pool import POOL_LOCK, loop_limit, pooled_client, thread_limit
 from clarify_gym.llm.reply import Completion, JSONReply, Usage, parse_json_reply
-from clarify_gym.llm.retry import backoff_delay, classify_failure, give_up_message, same_model
+from clarify_gym.llm.retry import (
+    Failure,
+    backoff_delay,
+    classify_failure,
+    format_unsupported,
+    give_up_message,
+    same_model,
+)
 from clarify_gym.llm.schemas import response_format
 
 __all__ = [
@@ -72,8 +83,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Endpoints that answered HTTP 400/422 to ``response_format`` (this process sends them none).
-_FORMAT_REJECTED: set[str] = set()
+#: ``(base URL, model, role)`` whose server said it does not support ``response_format``
+#: (:func:`~clarify_gym.llm.retry.format_unsupported`): this process sends that role's JSON
+#: requests to it without the field. Any other error leaves the field on.
+_FORMAT_REJECTED: set[tuple[str, str, str]] = set()
 _MISMATCH_WARNED: set[tuple[str, str]] = set()
 
 
@@ -106,6 +119,10 @@ class LLMClient:
         #: JSON replies: ``first_try``, ``repair``, ``length`` (retried and then usable) and
         #: ``failed`` (unusable after the retry).
         self.json_stats: Counter[str] = Counter()
+        #: Requests: ``sent`` (attempts that reached for the server), ``cache_hits``,
+        #: ``retries`` (failed attempts tried again), ``timeouts``, ``fallbacks`` (sent again
+        #: without ``response_format``) and ``failed`` (given up on).
+        self.request_stats: Counter[str] = Counter()
         #: The model named by the latest reply from the server (``None``: no reply yet).
         self.served_model: str | None = None
         #: Seconds spent waiting for the server (requests answered from the cache excluded),
@@ -194,8 +211,13 @@ class LLMClient:
             **self.config.describe(),
             "model": model,
             "served_model": self.served_model,
-            "json_fallback": self.config.base_url in _FORMAT_REJECTED,
+            "json_fallback": self._format_key() in _FORMAT_REJECTED,
+            "requests": dict(sorted(self.request_stats.items())),
+            "json": dict(sorted(self.json_stats.items())),
         }
+
+    def _format_key(self) -> tuple[str, str, str]:
+        return (str(self.config.base_url), str(self._model), str(self.role))
 
     def _params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """The request's sampling fields: ``max_tokens`` given to the call, else the config's
@@ -218,36 +240,52 @@ class LLMClient:
         fmt = overrides.get("response_format")
         if fmt is None and overrides.get("json_mode") in (True, "object", "schema"):
             fmt = {"type": "json_object"}
-        if fmt is not None and self.config.base_url not in _FORMAT_REJECTED:
+        if fmt is not None and self._format_key() not in _FORMAT_REJECTED:
             merged["response_format"] = fmt
         return {k: v for k, v in merged.items() if v is not None}
 
     def _format_fallback(self, exc: BaseException, sampling: dict[str, Any]) -> bool:
-        """Whether ``exc`` is the server rejecting ``response_format``: then drop the field for
-        this endpoint (one warning) and send the request again without it."""
-        status = getattr(exc, "status_code", None)
-        if "response_format" not in sampling or status not in (400, 422):
+        """Whether ``exc`` says the server does not support the request's ``response_format``
+        (:func:`~clarify_gym.llm.retry.format_unsupported`; any other error, a context
+        overflow say, is not): then drop the field from this request and from this role's
+        later requests to this server (one warning), and send it again without."""
+        if "response_format" not in sampling or not format_unsupported(exc):
             return False
-        url = self.config.base_url
-        assert url is not None  # LLMConfig.resolve always sets it
+        key = self._format_key()
         with POOL_LOCK:
-            first = url not in _FORMAT_REJECTED
-            _FORMAT_REJECTED.add(url)
+            first = key not in _FORMAT_REJECTED
+            _FORMAT_REJECTED.add(key)
         if first:
             logger.warning(
-                "%s rejected response_format (HTTP %s: %s); sending JSON requests without it "
-                "(prompt only) from now on. Set CLARIFY_GYM_LLM_JSON=object or off to skip this",
+                "%s does not support response_format for model %s (HTTP %s: %s); sending "
+                "the %s's JSON requests without it (prompt only) from now on. Set "
+                "CLARIFY_GYM_%s_JSON=object or off to skip this",
                 self.config.base_url,
-                status,
+                key[1],
+                getattr(exc, "status_code", None),
                 redact(str(exc)[:200], self.config.api_key),
+                self.role or "client",
+                (self.role or "llm").upper(),
             )
         del sampling["response_format"]
+        with self._lock:
+            self.request_stats["fallbacks"] += 1
         return True
 
-    def _on_failure(self, exc: BaseException, attempt: int, model: str | None) -> float:
+    def _failure(self, exc: BaseException) -> Failure:
+        """Classify a failed attempt and count it (``timeouts``)."""
+        failure = classify_failure(exc, self.config.timeout or 0.0)
+        if failure.timeout:
+            with self._lock:
+                self.request_stats["timeouts"] += 1
+        return failure
+
+    def _on_failure(
+        self, exc: BaseException, attempt: int, model: str | None, failure: Failure | None = None
+    ) -> float:
         """Log a retryable failure and return the delay, or raise :class:`LLMError`
         (``model=None``: the request was the model listing)."""
-        failure = classify_failure(exc, self.config.timeout or 0.0)
+        failure = failure or classify_failure(exc, self.config.timeout or 0.0)
         if model is None:
             where = f"listing the models of {self.config.base_url} (no model set)"
         else:
@@ -256,7 +294,11 @@ class LLMClient:
             message = give_up_message(
                 failure, where, self.config.base_url or "", self.config.key_source, attempt + 1
             )
+            with self._lock:
+                self.request_stats["failed"] += 1
             raise self._error(message) from None
+        with self._lock:
+            self.request_stats["retries"] += 1
         delay = backoff_delay(
             attempt,
             base=self.config.backoff_base,
@@ -289,6 +331,8 @@ class LLMClient:
     def _count(self, completion: Completion) -> Completion:
         with self._lock:
             self.usage.add(completion.usage)
+            if completion.cached:
+                self.request_stats["cache_hits"] += 1
             if completion.served_model:
                 self.served_model = completion.served_model
         return completion
@@ -349,6 +393,7 @@ class LLMClient:
         while run.result is None:
             try:
                 with limit:
+                    run.sending()
                     run.answer(client.chat.completions.create(**run.request))
             except Exception as exc:
                 time.sleep(run.failed(exc))
@@ -362,6 +407,7 @@ class LLMClient:
         while run.result is None:
             try:
                 async with limit:
+                    run.sending()
                     run.answer(await client.chat.completions.create(**run.request))
             except Exception as exc:
                 await asyncio.sleep(run.failed(exc))

@@ -24,6 +24,7 @@ from clarify_gym.errors import LLMReplyError
 from clarify_gym.llm.config import redact
 
 __all__ = [
+    "COUNTS",
     "ECHO_CHARS",
     "LENGTH_PROMPT",
     "REPAIR_PROMPT",
@@ -93,9 +94,27 @@ def parse_json_reply(text: str) -> Any:
         ) from None
 
 
+#: What :class:`Usage` counts besides tokens and calls, in :meth:`Usage.as_dict` order: JSON
+#: replies asked for, parsed on the first try, repair requests, length retries, replies still
+#: unusable after the retry; failed attempts retried (HTTP 429/5xx, timeouts, dropped
+#: connections), timed-out attempts, and requests sent again without ``response_format``
+#: because the server said it does not support it.
+COUNTS = (
+    "json_replies",
+    "parsed_first_try",
+    "repairs",
+    "length_retries",
+    "parse_failures",
+    "retries",
+    "timeouts",
+    "fallbacks",
+)
+
+
 @dataclass
 class Usage:
-    """Tokens and calls, summed over any number of requests."""
+    """Tokens, calls and what it took to get the replies (:data:`COUNTS`), summed over any
+    number of requests."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -103,6 +122,14 @@ class Usage:
     #: Calls answered from the cache (their tokens are counted as when first made). Left out of
     #: :meth:`as_dict`, so what the env reports is the same when an episode is replayed.
     cache_hits: int = 0
+    json_replies: int = 0
+    parsed_first_try: int = 0
+    repairs: int = 0
+    length_retries: int = 0
+    parse_failures: int = 0
+    retries: int = 0
+    timeouts: int = 0
+    fallbacks: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -114,24 +141,27 @@ class Usage:
         if other is None:
             return self
         get = other.get if isinstance(other, Mapping) else lambda k, d=0: getattr(other, k, d)
-        self.prompt_tokens += int(get("prompt_tokens", 0))
-        self.completion_tokens += int(get("completion_tokens", 0))
-        self.calls += int(get("calls", 0))
-        self.cache_hits += int(get("cache_hits", 0))
+        for key in ("prompt_tokens", "completion_tokens", "calls", "cache_hits", *COUNTS):
+            setattr(self, key, getattr(self, key) + int(get(key, 0) or 0))
         return self
 
     def as_dict(self) -> dict[str, int]:
-        """Tokens and calls as plain ints, for ``info`` dicts and results files (without
-        ``cache_hits``: a replayed episode reports what the original did).
+        """Tokens and calls as plain ints, for ``info`` dicts and results files, then the
+        :data:`COUNTS` that are not 0 (without ``cache_hits``: a replayed episode reports
+        what the original did; its transport counts, retries, timeouts and fallbacks, are
+        those of the requests made this time, none for a replay).
 
         >>> Usage(10, 2, calls=1, cache_hits=1).as_dict()
         {'prompt_tokens': 10, 'completion_tokens': 2, 'total_tokens': 12, 'calls': 1}
+        >>> Usage(10, 2, calls=2, json_replies=1, repairs=1).as_dict()["repairs"]
+        1
         """
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
             "calls": self.calls,
+            **{key: getattr(self, key) for key in COUNTS if getattr(self, key)},
         }
 
 
@@ -207,7 +237,7 @@ def json_exchange(
 ) -> Generator[list[Mapping[str, str]], Completion, JSONReply[T]]:
     """The JSON protocol, shared by the sync and async paths: yields the messages to send,
     receives each completion, returns the reply (or raises :class:`LLMReplyError`)."""
-    usage = Usage()
+    usage = Usage(json_replies=1)
     request = messages
     retry: str | None = None
     for last in (False, True):
@@ -215,17 +245,20 @@ def json_exchange(
         usage.add(completion.usage)
         try:
             value = validate(parse_json_reply(completion.text))
+            usage.parsed_first_try = int(retry is None)
             return JSONReply(value, usage, completion.text, retry)
         except (ValueError, TypeError, KeyError) as exc:
             problem = str(exc).strip("'\"") or type(exc).__name__
         if completion.finish_reason == "length":
             problem = f"the reply was cut at the length limit ({problem})"
         logger.info("LLM JSON reply rejected (%s)%s", problem, ", giving up" if last else "")
+        if last:
+            break
         if completion.finish_reason == "length":
-            retry = "length"
+            retry, usage.length_retries = "length", 1
             request = [*messages, {"role": "user", "content": LENGTH_PROMPT}]
         else:
-            retry = "repair"
+            retry, usage.repairs = "repair", 1
             echo = completion.text[:ECHO_CHARS] + (
                 " ..." if len(completion.text) > ECHO_CHARS else ""
             )
@@ -234,6 +267,7 @@ def json_exchange(
                 {"role": "assistant", "content": echo},
                 {"role": "user", "content": REPAIR_PROMPT.format(problem=problem)},
             ]
+    usage.parse_failures = 1
     raise LLMReplyError(
         redact(
             f"the model's reply was not usable JSON even after a second request ({retry}): "

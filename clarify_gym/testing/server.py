@@ -25,6 +25,9 @@ chat requests (of one ``role`` if given), in the order injected:
 ``cut_for_length``  HTTP 200 with the first few words of the reply and ``finish_reason: length``
 ``reject_format``   HTTP 400 when the request has ``response_format`` (a server without
                     structured outputs); requests without it are answered normally
+``context_overflow`` HTTP 400 as llama-server words a prompt longer than its context ("the
+                    request exceeds the available context size"), with or without
+                    ``response_format``
 ==================  ============================================================================
 
 A fault injected with ``role="models"`` applies to ``GET /v1/models`` instead (``server_error``,
@@ -66,6 +69,7 @@ FAULTS = (
     "disconnect",
     "cut_for_length",
     "reject_format",
+    "context_overflow",
 )
 
 
@@ -224,6 +228,16 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "reject_format":
             message = "response_format is not supported by this server"
             self._send(400, {"error": {"message": message, "type": "invalid_request_error"}})
+            return
+        if kind == "context_overflow":  # llama-server's words and fields
+            error = {
+                "code": 400,
+                "message": "the request exceeds the available context size, try increasing it",
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": 5000,
+                "n_ctx": 4096,
+            }
+            self._send(400, {"error": error})
             return
         if kind == "malformed_json":
             text = 'Sure! Here it is: {"answer": "The steps are, "cited": [1, 2'

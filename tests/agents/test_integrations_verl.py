@@ -1,5 +1,7 @@
 """The verl adapter on CPU: the AgentLoop against a scripted server manager (no GPU, no verl
-trainer): tokens, masks and per-question rewards on each question's last token."""
+trainer): tokens, masks and per-question rewards on each question's last token, through verl
+0.9.1's own v1 (default) and legacy worker code, and its GAE; the dataset command; the example
+command against verl's Hydra config; the configs in the built wheel."""
 
 from __future__ import annotations
 
@@ -31,6 +33,26 @@ def test_turn_rewards_land_on_turn_ends_and_keep_the_return():
     assert turn_token_rewards(2, [1, 5], [1.0, 2.0]) == [0.0, 3.0]
     with pytest.raises(ValueError):
         turn_token_rewards(4, [1], [1.0, 2.0])
+
+
+def test_dataset_cli_writes_train_and_test_for_every_task_source(tmp_path, dolomites_files):
+    """A DOLOMITES dev file has no test split: the command used to write train.parquet only,
+    while the verl and SkyRL commands read test.parquet too."""
+    pd = pytest.importorskip("pandas")
+    from clarify_agents.integrations.dataset import main
+
+    for name in ("dev", "tasks", "zip"):
+        out = tmp_path / name
+        argv = ["--engine", "verl", "--out", str(out), "--tasks", str(dolomites_files[name])]
+        assert main(argv) == 0
+        train, test = (pd.read_parquet(out / f"{s}.parquet") for s in ("train", "test"))
+        assert len(train) >= 1 and len(test) >= 1
+        assert not set(train["extra_info"].map(lambda i: i["task_id"])) & set(
+            test["extra_info"].map(lambda i: i["task_id"])
+        )
+    zipped = pd.read_parquet(tmp_path / "zip" / "test.parquet")  # its own test split
+    assert {i["split"] for i in zipped["extra_info"]} == {"test"}
+    assert main(["--engine", "verl", "--out", str(tmp_path / "x"), "--tasks", "nope.jsonl"]) == 2
 
 
 def test_dataset_cli_writes_parquet_rows_for_both_engines(tmp_path, capsys):
@@ -134,7 +156,7 @@ def row(tmp_path_factory):
 
 
 def gym_rewards(extra_info, actions):
-    env = gym.make("ProactiveGather-v0")
+    env = gym.make(clarify_gym.DEFAULT_ENV_ID)
     env.reset(seed=int(extra_info["seed"]), options={"task_id": extra_info["task_id"]})
     rewards, answers = [], []
     for action in actions:
@@ -242,6 +264,111 @@ def test_agent_loop_stops_when_the_response_is_full(tokenizer, row):
     assert len(out.response_ids) <= 40
 
 
+def gae_return(scores, mask) -> float:
+    """What verl's GAE (gamma = lam = 1, zero values) credits the first response token with:
+    the rewards on policy tokens; a reward on a user token (mask 0) is dropped."""
+    import torch
+    from verl.trainer.ppo.core_algos import compute_gae_advantage_return
+
+    scores, mask = torch.tensor([scores], dtype=torch.float32), torch.tensor([mask])
+    _, returns = compute_gae_advantage_return(scores, torch.zeros_like(scores), mask, 1.0, 1.0)
+    return float(returns[0, 0])
+
+
+@needs_verl
+def test_a_user_answer_overflowing_the_response_ends_the_episode(tokenizer, tmp_path):
+    """When a user's answer overflows response_length the loop used to generate on, and the
+    last reward landed on a user token, which GAE drops (9-10 of 12 episodes lost about a third
+    of their return at length 60). Now the episode ends there (STOP) and every question's
+    reward stays on its own last token, a policy token inside the response."""
+    import pandas as pd
+
+    rows = episode_rows(clarify_gym.load_tasks("sample", split="test"), [0])
+    path = write_parquet([verl_row(r) for r in rows], tmp_path / "t.parquet")
+    for row in pd.read_parquet(path).to_dict("records"):
+        server = ScriptedServer(tokenizer, REPLIES)
+        out = run(tokenizer, server, row, response_length=60)
+        ends, mask = out.extra_fields["turn_ends"], out.response_mask
+        assert all(e < len(out.response_ids) and mask[e] == 1 for e in ends)
+        scores = out.as_dict()["rm_scores"].tolist()
+        asked = [*REPLIES[: len(server.sent)], "STOP"][: len(REPLIES)]
+        rewards, _, _ = gym_rewards(row["extra_info"], asked)
+        assert gae_return(scores, mask) == pytest.approx(sum(rewards))  # nothing dropped
+
+
+def v1_worker(tokenizer):
+    """verl's v1 AgentLoopWorkerTQ (the default trainer's), built without Ray or TransferQueue
+    servers: what it would put in TransferQueue is captured."""
+    import sys
+    import types
+
+    import verl.trainer.ppo
+
+    name = "verl.trainer.ppo.v1"  # its __init__ imports the whole v1 trainer (vLLM, aiohttp ...)
+    if name not in sys.modules:
+        package = types.ModuleType(name)
+        package.__path__ = [str(Path(verl.trainer.ppo.__file__).parent / "v1")]
+        sys.modules[name] = package
+    from verl.trainer.ppo.v1 import agent_loop_tq
+
+    worker = object.__new__(agent_loop_tq.AgentLoopWorkerTQ.__ray_metadata__.modified_class)
+    worker.tokenizer, worker.processor, worker.mm_processor_kwargs = tokenizer, None, {}
+    worker.reward_loop_worker_handles, worker.distillation_enabled = None, False
+    return worker, agent_loop_tq
+
+
+@needs_verl
+def test_v1_trainer_stores_each_reward_on_its_token(tokenizer, row, monkeypatch):
+    """verl 0.9.1's default trainer (trainer.use_v1=true) stores AgentLoopOutput.as_dict()'s
+    rm_scores in TransferQueue and trains on them: each question's reward sits on its own last
+    token there (verl alone: the whole return on the last token)."""
+    from verl.experimental.agent_loop.agent_loop import AgentLoopOutput
+
+    worker, agent_loop_tq = v1_worker(tokenizer)
+    stored = []
+
+    async def put(keys, fields, tags, partition_id):
+        stored.append(fields)
+
+    monkeypatch.setattr(agent_loop_tq.tq, "async_kv_batch_put", put)
+    out = run(tokenizer, ScriptedServer(tokenizer, REPLIES), row)
+    kwargs = {"uid": "u0", "session_id": 0, "global_steps": 1, "raw_prompt": row["prompt"]}
+    asyncio.run(worker._agent_loop_postprocess(out, False, **kwargs))
+    (fields,) = stored
+    scores = fields["rm_scores"][0]
+    ends, rewards = out.extra_fields["turn_ends"], out.extra_fields["turn_rewards"]
+    assert scores.nonzero().flatten().tolist() == [
+        e for e, r in zip(ends, rewards, strict=True) if r
+    ]
+    assert scores[ends].tolist() == pytest.approx(rewards)
+    assert gae_return(scores.tolist(), out.response_mask) == pytest.approx(sum(rewards))
+    plain = AgentLoopOutput(**{k: getattr(out, k) for k in AgentLoopOutput.model_fields})
+    assert plain.as_dict()["rm_scores"].nonzero().flatten().tolist() == [len(out.response_ids) - 1]
+
+
+@needs_verl
+def test_manager_class_selects_the_manager_of_the_trainer_in_use(tokenizer, monkeypatch):
+    """The example command sets ProactiveGatherAgentLoopManager; under verl 0.9.1's default
+    trainer (use_v1=true) it used to fail (AttributeError on a TensorDict). Its create() now
+    builds verl's own v1 manager there, and its legacy manager for use_v1=false."""
+    from clarify_agents.integrations.verl.agent_loop import ProactiveGatherAgentLoopManager
+    from omegaconf import OmegaConf
+    from verl.experimental.agent_loop.agent_loop import AgentLoopManager
+
+    _, agent_loop_tq = v1_worker(tokenizer)
+
+    async def no_workers(self):
+        self.agent_loop_workers = []
+
+    monkeypatch.setattr(AgentLoopManager, "_init_agent_loop_workers", no_workers)
+    for use_v1, expected in ((True, agent_loop_tq.AgentLoopManagerTQ), (False, None)):
+        config = OmegaConf.create(
+            {"trainer": {"use_v1": use_v1}, "actor_rollout_ref": {"rollout": {}, "model": {}}}
+        )
+        manager = ProactiveGatherAgentLoopManager.create(config=config, llm_client=None)
+        assert type(manager) is (expected or ProactiveGatherAgentLoopManager)
+
+
 @needs_verl
 def test_example_ppo_command_composes_with_verls_own_config():
     """Every override of the 8-GPU example is a key of verl 0.9.1's PPO config (Hydra would
@@ -264,7 +391,35 @@ def test_example_ppo_command_composes_with_verls_own_config():
                 overrides=["actor_rollout_ref.rollout.agent.agent_loop_manager=x"],
             )
     rollout = omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout)
+    assert cfg.trainer.use_v1 is True  # verl 0.9.1's default trainer: the manager handles both
     assert rollout.agent.agent_loop_manager_class.endswith("ProactiveGatherAgentLoopManager")
     assert Path(rollout.agent.agent_loop_config_path) == CONFIGS / "verl_agent_loop.yaml"
     assert cfg.algorithm.adv_estimator == "gae" and cfg.data.train_batch_size == 256
     assert cfg.actor_rollout_ref.actor.ppo_mini_batch_size == 16 and cfg.trainer.total_epochs == 3
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_example_configs(tmp_path):
+    """``pip install clarify-gym`` gets the verl and SkyRL configs next to the adapters (built
+    from a copy of the sources, so no build/ folder lands in the checkout)."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    root, src = Path(__file__).resolve().parents[2], tmp_path / "src"
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for part in ("clarify_gym", "agents/clarify_agents", "benchmarks/clarify_bench"):
+        shutil.copytree(root / part, src / part, ignore=skip)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path / "dist"), str(src)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("clarify_gym-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for config in CONFIGS.iterdir():
+        assert f"clarify_agents/integrations/configs/{config.name}" in names

@@ -86,3 +86,36 @@ def test_unreachable_server_is_one_line_naming_the_cause(fake_llm, tmp_path, cap
     )
     assert status == 2 and "Traceback" not in err and len(error_lines(err)) == 1
     assert f"is a server running at {url}?" in err and "CLARIFY_GYM_LLM_MODEL" not in err
+
+
+def test_bench_records_llm_counts_per_role(fake_llm, tmp_path, capsys):
+    """Every run records, per LLM role, the served model, parses, repairs, retries, timeouts
+    and fallbacks: in each row, in metadata.json (also the env parts' served model and
+    fallback, which used to stay null/false) and in summary.md."""
+    fake_llm.inject("reject_format", times=1, role="judge")
+    fake_llm.inject("server_error", times=1, role="user")
+    fake_llm.inject("malformed_json", times=1, role="user")
+    spec = f"chat:@{fake_llm.url}"
+    status, err, meta, rows = bench(
+        tmp_path, capsys, "--agents", spec, "--env-id", "ProactiveGather-LLM-v0", "--episodes", "2"
+    )
+    assert status == 0, err
+    for row in rows:
+        for role in ("user", "writer", "judge", "agent"):
+            assert row[f"llm/{role}/served_model"] == "fake-model"
+            assert row[f"llm/{role}/calls"] >= 1 and row[f"llm/{role}/timeouts"] == 0
+    llm = meta["llm"]
+    assert llm["judge"]["fallbacks"] == 1 and llm["user"]["fallbacks"] == 0
+    assert (llm["user"]["retries"], llm["user"]["repairs"]) == (1, 1)
+    assert llm["user"]["json_replies"] == sum(len(r["dialogue"]) for r in rows)
+    assert llm["user"]["parsed_first_try"] == llm["user"]["json_replies"] - 1
+    assert llm["agent"]["calls"] >= sum(len(r["dialogue"]) for r in rows)
+    assert llm["agent"]["episodes"] == 2 and llm["agent"]["json_replies"] == 0
+    parts = meta["env"]["parts"]
+    assert {parts[p]["served_model"] for p in ("user", "writer", "judge")} == {"fake-model"}
+    assert parts["judge"]["json_fallback"] is True and parts["user"]["json_fallback"] is False
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    parsed = f"{llm['user']['parsed_first_try']} of {llm['user']['json_replies']}"
+    user = f"| user | 2 | fake-model | {llm['user']['calls']} | {llm['user']['json_replies']} |"
+    assert f"{user} {parsed}" in summary
+    assert "| judge | 2 | fake-model |" in summary and "| agent | 2 | fake-model |" in summary

@@ -130,6 +130,23 @@ def test_a_failing_episode_is_left_out_and_retried_on_resume(tmp_path):
     assert not (gave_up / "summary.md").exists()  # nothing finished, nothing to summarise
 
 
+def test_a_resumed_run_summarises_what_the_folder_holds(tmp_path):
+    """The earlier run's failed episode, rerun by --resume, is no longer reported: not in
+    summary.md, metadata.json or the exit status (it used to stay in summary.md)."""
+    from bench_agents import FailsOnLawOnce
+
+    FailsOnLawOnce.failed.clear()
+    out = tmp_path / "run"
+    config = quiet(agents=("py:bench_agents:FailsOnLawOnce",), out=str(out))
+    evaluate(config)
+    assert "FailsOnLawOnce: 0 errored of 11, 1 failed." in (out / "summary.md").read_text()
+    evaluate(BenchConfig(**{**config.__dict__, "resume": True}))
+    summary = (out / "summary.md").read_text()
+    assert "12 episodes in" in summary and "FailsOnLawOnce: 0 errored of 12.\n" in summary
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["failed_episodes"] == {} and meta["finished"] and run_problems(out) is None
+
+
 def test_batched_local_model_runs_in_lock_step(tmp_path):
     pytest.importorskip("transformers")
     from clarify_agents.models import tiny_checkpoint

@@ -77,12 +77,77 @@ def test_server_rejecting_response_format_falls_back_once_with_a_warning(caplog,
                 messages = judge_messages(["Has a title."], outline)
                 got = llm.complete_json(messages, dict, schema=verdict_schema(1))
                 assert got.retry is None and len(got.value["met"]) == 1
-            warnings = [r for r in caplog.records if "rejected response_format" in r.message]
+            warnings = [
+                r for r in caplog.records if "does not support response_format" in r.message
+            ]
             assert len(warnings) == 1 and server.stats.faults["reject_format"] == 1
             assert server.stats.formats == {"json_schema": 1, "none": 3}  # 400, then plain
-            assert llm.describe()["json_fallback"] is True
+            described = llm.describe()
+            assert described["json_fallback"] is True and described["requests"]["fallbacks"] == 1
         finally:
-            client_module._FORMAT_REJECTED.discard(server.url)
+            client_module._FORMAT_REJECTED.clear()
+
+
+def test_context_overflow_400_leaves_structured_output_on(fake_llm):
+    """A 400 for a prompt longer than the server's context is not the server refusing the
+    schema: the request fails (a failed episode, retried by --resume), and once the server has
+    room again every request still carries the schema (it used to be dropped for the whole
+    process, and every oracle reply then ended as a user_error)."""
+    fake_llm.requests.clear()
+    fake_llm.inject("context_overflow", times=1, role="user")
+    with pytest.raises(LLMError, match="exceeds the available context size"):
+        play_llm_env()
+    user = LLMClient(role="user")
+    assert not user.describe(resolve=False)["json_fallback"]
+    info = play_llm_env(questions=2)
+    assert info["user_error"] is None and info["llm/user/fallbacks"] == 0
+    assert info["llm/user/parsed_first_try"] == info["llm/user/json_replies"] == 2
+    oracle = requests_of(fake_llm, "You are the person")
+    assert len(oracle) == 3 and all(r["response_format"]["type"] == "json_schema" for r in oracle)
+    assert fake_llm.stats.faults == {"context_overflow": 1}
+
+
+def test_format_fallback_is_per_role(fake_llm, caplog):
+    """A server refusing the judge's schema costs the judge its schema, not the user."""
+    fake_llm.requests.clear()
+    fake_llm.inject("reject_format", times=1, role="judge")
+    caplog.set_level(logging.WARNING, logger="clarify_gym.llm.client")
+    first = play_llm_env()
+    second = play_llm_env()
+    assert first["llm/judge/fallbacks"] == 1 and second["llm/judge/fallbacks"] == 0
+    judge = requests_of(fake_llm, "You are a strict grader")
+    assert [("response_format" in r) for r in judge] == [True, False]  # then from the cache
+    oracle = requests_of(fake_llm, "You are the person")
+    assert all(r["response_format"]["type"] == "json_schema" for r in oracle)
+    assert sum("does not support response_format" in r.message for r in caplog.records) == 1
+    assert LLMClient(role="judge").describe(resolve=False)["json_fallback"] is True
+    assert LLMClient(role="user").describe(resolve=False)["json_fallback"] is False
+
+
+def test_episode_info_counts_parses_repairs_retries_and_timeouts_per_role(fake_llm, monkeypatch):
+    monkeypatch.setenv("CLARIFY_GYM_LLM_TIMEOUT", "0.5")
+    fake_llm.inject("server_error", times=1, role="user")
+    fake_llm.inject("malformed_json", times=1, role="user")
+    fake_llm.inject("hang", times=1, seconds=2.0, role="writer")
+    fake_llm.inject("cut_for_length", times=1, role="judge")
+    info = play_llm_env(questions=2)
+    got = {k: v for k, v in info.items() if k.startswith("llm/") and k.count("/") == 2}
+    assert got == {
+        **{f"llm/user/{k}": v for k, v in USER.items()},
+        **{f"llm/writer/{k}": v for k, v in WRITER.items()},
+        **{f"llm/judge/{k}": v for k, v in JUDGE.items()},
+    }
+
+
+_ZERO = dict.fromkeys(
+    ("json_replies", "parsed_first_try", "repairs", "length_retries", "parse_failures",
+     "retries", "timeouts", "fallbacks"), 0,
+)  # fmt: skip
+# two answers: the first hit a 500 (retried), then a malformed reply (repaired)
+USER = {**_ZERO, "calls": 3, "json_replies": 2, "parsed_first_try": 1, "repairs": 1,
+        "retries": 1, "served_model": "fake-model"}  # fmt: skip
+WRITER = {**_ZERO, "calls": 1, "retries": 1, "timeouts": 1, "served_model": "fake-model"}
+JUDGE = {**_ZERO, "calls": 2, "json_replies": 1, "length_retries": 1, "served_model": "fake-model"}
 
 
 def drive(exchange, completions):

@@ -2,7 +2,7 @@
 policy and critic, each question's reward on that turn's last token.
 
 :class:`ProactiveGatherTextEnv` is a ``skyrl_gym`` ``BaseTextEnv`` around the Gymnasium env
-(``ProactiveGather-v0``, or ``ProactiveGather-LLM-v0`` for the LLM user, writer and judge). One
+(``clarify_gym.DEFAULT_ENV_ID``, or ``ProactiveGather-LLM-v0`` for the LLM user, writer and judge). One
 SkyRL env instance is one episode:
 
 * ``init(prompt)`` resets the Gymnasium env on the row's task and seed and returns the first chat
@@ -18,8 +18,16 @@ SkyRL env instance is one episode:
 
 Importing this module registers the env with ``skyrl_gym`` as ``proactive_gather`` (the rows'
 ``env_class``). The episode settings come from the row's ``extra_info`` (task id, seed, env id,
-env kwargs); ``environment.skyrl_gym.proactive_gather`` in SkyRL's config, when set, overrides the
-env id and kwargs. Set ``generator.max_turns`` to at least ``max_questions + 1`` (the STOP turn).
+env kwargs). SkyRL's own config has no section for a custom env ("Invalid fields"): run
+:mod:`clarify_agents.integrations.skyrl_main`, whose config
+(:class:`clarify_agents.integrations.skyrl_config.ProactiveGatherTrainConfig`) adds
+``environment.skyrl_gym.proactive_gather.env_id`` and ``...env_kwargs``, which override the
+rows'.
+
+``generator.max_turns`` (SkyRL hands it to every env as ``extras["max_turns"]``) caps the model's
+replies: at the last allowed reply the episode ends as if the model then said STOP (its reward
+goes to that reply). Set it to at least ``max_questions + 1`` (the questions, then STOP) to let
+the question budget end the episode; SkyRL's default, 1, allows a single question.
 
 An example training command is in ``agents/clarify_agents/integrations/configs/skyrl_qwen2.5_7b_ppo_lora.sh``;
 SkyRL registers the env in its entry point with ``register()`` (see
@@ -39,7 +47,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         'clarify_agents.integrations.skyrl needs skyrl-gym: pip install "clarify-gym[skyrl]"'
     ) from exc
 
-__all__ = ["ENTRY_POINT", "ProactiveGatherTextEnv", "register"]
+__all__ = ["ENTRY_POINT", "ProactiveGatherTextEnv", "env_config_dict", "register"]
 
 ENTRY_POINT = "clarify_agents.integrations.skyrl:ProactiveGatherTextEnv"
 
@@ -63,13 +71,17 @@ class ProactiveGatherTextEnv(BaseTextEnv):
 
         extras = dict(extras or {})
         env_id, env_kwargs, self.task_id, self.seed = episode_settings(extras.get("extra_info"))
-        config = dict(env_config or {})
+        config = env_config_dict(env_config)
         env_id = str(config.get("env_id") or env_id)
         env_kwargs = {**env_kwargs, **dict(config.get("env_kwargs") or {})}
         self.env = gym.make(env_id, **env_kwargs)
         game = self.env.unwrapped
         assert isinstance(game, ProactiveGatherEnv), f"{env_id} is not a ProactiveGather env"
-        self.max_turns = game.max_questions + 1  # the questions, then STOP
+        budget = game.max_questions + 1  # the questions, then STOP
+        given = extras.get("max_turns")  # SkyRL's generator.max_turns
+        if given is not None and int(given) < 1:
+            raise ValueError(f"max_turns must be >= 1, got {given}")
+        self.max_turns = budget if given is None else min(int(given), budget)
         self.done = False
         self.final_info: dict[str, Any] = {}
 
@@ -91,6 +103,9 @@ class ProactiveGatherTextEnv(BaseTextEnv):
         question = parse_reply(action)
         _, reward, terminated, truncated, info = self.env.step(question)
         self.done = bool(terminated or truncated)
+        if not self.done and self.turns >= self.max_turns:  # SkyRL's turn cap: STOP here
+            _, stop_reward, terminated, truncated, info = self.env.step("STOP")
+            reward, self.done = float(reward) + float(stop_reward), True
         observations: list[dict[str, str]] = []
         if self.done:
             self.final_info = info
@@ -111,6 +126,24 @@ class ProactiveGatherTextEnv(BaseTextEnv):
 
     def close(self) -> None:
         self.env.close()
+
+
+def env_config_dict(env_config: Any) -> dict[str, Any]:
+    """SkyRL's per-env config as a dict: ``None``, a dict, an OmegaConf ``DictConfig`` or the
+    dataclass :mod:`~clarify_agents.integrations.skyrl_config` adds to SkyRL's config.
+
+    >>> env_config_dict(None), env_config_dict({"env_id": "E-v0"})
+    ({}, {'env_id': 'E-v0'})
+    """
+    import dataclasses
+
+    if env_config is None:
+        return {}
+    if dataclasses.is_dataclass(env_config) and not isinstance(env_config, type):
+        return dataclasses.asdict(env_config)
+    if hasattr(env_config, "items"):
+        return {str(k): v for k, v in env_config.items()}
+    raise TypeError(f"env_config must be a mapping or a dataclass, got {type(env_config).__name__}")
 
 
 def register(env_class: str = ENV_CLASS) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "Episode",
     "Failures",
     "SeedsError",
+    "agent_llm_counts",
     "episode_row",
     "parse_seeds",
     "plan_episodes",
@@ -185,6 +186,20 @@ def _reset(env: Any, episode: Episode, agent: Any | None) -> str:
     return obs
 
 
+def agent_llm_counts(agent: Any) -> dict[str, Any]:
+    """``llm/agent/...`` of an agent that talks to an LLM endpoint (the ``chat:`` agent: its
+    ``usage`` of this episode and the model its server named), as the env reports its own LLM
+    parts; ``{}`` for any other agent."""
+    from clarify_gym.llm.reply import COUNTS, Usage
+
+    usage = getattr(agent, "usage", None)
+    if not isinstance(usage, Usage):
+        return {}
+    counts = {f"llm/agent/{k}": getattr(usage, k) for k in ("calls", *COUNTS)}
+    client = getattr(agent, "client", None)
+    return {**counts, "llm/agent/served_model": getattr(client, "served_model", None)}
+
+
 def run_episode(episode: Episode, env: Any, agent: Any) -> dict[str, Any]:
     """Play one episode with an unbatched agent; return its row."""
     start = time.perf_counter()
@@ -194,7 +209,9 @@ def run_episode(episode: Episode, env: Any, agent: Any) -> dict[str, Any]:
         obs, _, terminated, truncated, info = env.step(agent.act(obs))
         steps.append(info)
         if terminated or truncated:
-            return episode_row(episode, env, info, terminated, time.perf_counter() - start, steps)
+            row = episode_row(episode, env, info, terminated, time.perf_counter() - start, steps)
+            row.update(agent_llm_counts(agent))
+            return row
 
 
 class AgentGaveUp(ClarifyGymError, RuntimeError):

@@ -102,6 +102,8 @@ class BenchConfig:
     """Run episodes on Ray: alone, start a local cluster; with ADDRESS ("auto", HOST:PORT, ray://HOST:PORT) join one (needs clarify-gym[ray])."""
     ray_actors: int | None = field(default=None, metadata=flag(parse=positive_int, metavar="N"))
     """Ray actors per agent (default: one per cluster CPU, at most --concurrency)."""
+    ray_gpus: float = 0.0
+    """GPUs per Ray actor of a local-model agent (1: one model per GPU; default 0: CPU only)."""
     plots: bool = True
     """Save the PNG plots."""
     progress: bool = True
@@ -149,6 +151,11 @@ class BenchConfig:
                 f"--episodes must be >= 1, got {self.episodes}; leave it out to run the whole "
                 "task x seed grid"
             )
+        if self.ray_gpus < 0 or (self.ray_gpus and not self.ray):
+            raise BenchConfigError(
+                f"--ray-gpus {self.ray_gpus:g} needs --ray and a value >= 0 (GPUs per actor of a "
+                "local-model agent, e.g. 1)"
+            )
         if self.split is None and self.tasks == "sample":
             self.split = "test"
         if self.split == "all":
@@ -193,9 +200,11 @@ def _check_settings(cfg: BenchConfig) -> tuple[list[Any], Any]:
     from clarify_bench.harness.runfiles import RunFilesError
 
     if cfg.ray:
-        from clarify_bench.harness.ray_runner import require_ray
+        from clarify_bench.harness.ray_runner import check_ray_address, require_ray
 
         require_ray(loopback=cfg.ray in ("", "local"))
+        if cfg.ray not in ("", "local"):
+            check_ray_address(cfg.ray)  # an address nothing answers at: one line, now
     for spec_text in cfg.agents:  # every agent, before any episode of the first one runs
         check_agent(spec_text, **cfg.kwargs_for(spec_text))  # imports, builds nothing
     tasks = clarify_gym.load_tasks(cfg.tasks, split=cfg.split)
@@ -305,8 +314,17 @@ def evaluate(cfg: BenchConfig) -> Path:
     if cfg.ray and plan:
         from clarify_bench.harness.ray_runner import RayRunner
 
-        runner = RayRunner(None if cfg.ray == "local" else cfg.ray, actors=cfg.ray_actors)
-        metadata["ray"] = {"address": cfg.ray, "cpus": runner.cpus, "actors": cfg.ray_actors}
+        runner = RayRunner(
+            None if cfg.ray == "local" else cfg.ray, actors=cfg.ray_actors, gpus=cfg.ray_gpus
+        )
+        metadata["ray"] = {
+            "address": cfg.ray,
+            "started": runner.started,
+            "cpus": runner.cpus,
+            "gpus": runner.cluster_gpus,
+            "actors": cfg.ray_actors,
+            "gpus_per_actor": cfg.ray_gpus,
+        }
     with ResultsWriter(folder / RESULTS) as writer:
 
         def emit(row: dict[str, Any]) -> None:
@@ -337,13 +355,34 @@ def evaluate(cfg: BenchConfig) -> Path:
     bar.close()
     if runner is not None:
         runner.close()
+    # what the folder holds now: this run's failures (a resume reran every missing episode),
+    # written before the summary, which reads them from metadata.json
     metadata["failed_episodes"] = failures.by_agent
     metadata["gave_up"] = gave_up
-    if read_results(folder / RESULTS):
-        summarize_run(folder, plots=cfg.plots)
+    rows = read_results(folder / RESULTS)
+    record_llm_roles(metadata, rows)
     metadata["finished"] = now_iso() if not failures.count else None
     write_json_atomic(folder / METADATA, metadata)
+    if rows:
+        summarize_run(folder, plots=cfg.plots)
     return folder
+
+
+def record_llm_roles(metadata: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Put the recorded episodes' per-role LLM counts in ``metadata["llm"]`` and the served
+    models and fallbacks they saw in the env parts' records (described before any request was
+    made, so these were still empty there)."""
+    from clarify_bench.harness.summary import llm_roles
+
+    roles = llm_roles(rows)
+    metadata["llm"] = roles
+    parts = metadata.get("env", {}).get("parts") or {}
+    for role, counts in roles.items():
+        part = parts.get(role)
+        if isinstance(part, dict) and "served_model" in part:
+            models = counts["served_models"]
+            part["served_model"] = models[0] if len(models) == 1 else (models or None)
+            part["json_fallback"] = counts["fallbacks"] > 0
 
 
 # ---- command line ------------------------------------------------------------------------------

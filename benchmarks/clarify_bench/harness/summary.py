@@ -27,6 +27,8 @@ __all__ = [
     "coverage_curves",
     "episode_errored",
     "errors_markdown",
+    "llm_markdown",
+    "llm_roles",
     "mean_ci",
     "plot_run",
     "run_problems",
@@ -231,6 +233,76 @@ def errors_markdown(summaries: Sequence[AgentSummary], failed: dict[str, int] | 
     )
 
 
+#: The per-role counts a row holds for each LLM part (``llm/<role>/<count>``), in table order.
+LLM_COUNTS = ("calls", "json_replies", "parsed_first_try", "repairs", "length_retries",
+              "parse_failures", "retries", "timeouts", "fallbacks")  # fmt: skip
+_ROLE_ORDER = ("user", "writer", "judge", "agent")
+
+
+def llm_roles(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per LLM role (user, writer, judge, agent) over ``rows``: the sum of each count of
+    :data:`LLM_COUNTS`, the episodes that used it and the models its server said it served.
+
+    >>> llm_roles([{"llm/user/calls": 2, "llm/user/repairs": 1, "llm/user/served_model": "m"},
+    ...            {"llm/user/calls": 1, "llm/user/served_model": "m"}])["user"]["repairs"]
+    1
+    >>> llm_roles([{"agent": "passive"}])
+    {}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        for key, value in row.items():
+            parts = key.split("/")
+            if len(parts) != 3 or parts[0] != "llm":
+                continue
+            role = out.setdefault(parts[1], {"episodes": 0, **dict.fromkeys(LLM_COUNTS, 0)})
+            if parts[2] == "served_model":
+                models = role.setdefault("served_models", [])
+                if value and value not in models:
+                    models.append(value)
+            elif parts[2] in LLM_COUNTS:
+                role[parts[2]] += int(value or 0)
+        for name in {k.split("/")[1] for k in row if k.count("/") == 2 and k.startswith("llm/")}:
+            out[name]["episodes"] += 1
+    order = [r for r in _ROLE_ORDER if r in out] + sorted(set(out) - set(_ROLE_ORDER))
+    return {r: {**out[r], "served_models": out[r].get("served_models", [])} for r in order}
+
+
+def llm_markdown(roles: dict[str, dict[str, Any]]) -> str:
+    """The per-role table of :func:`llm_roles` as Markdown ("" when no LLM part ran).
+
+    >>> print(llm_markdown(llm_roles([{"llm/judge/calls": 2, "llm/judge/json_replies": 1,
+    ...     "llm/judge/parsed_first_try": 0, "llm/judge/repairs": 1,
+    ...     "llm/judge/served_model": "m"}])).splitlines()[-1])
+    | judge | 1 | m | 2 | 1 | 0 of 1 (0 %) | 1 | 0 | 0 | 0 | 0 | 0 |
+    """
+    if not roles:
+        return ""
+    lines = [
+        "LLM parts (summed over the recorded episodes; parse = JSON replies usable on the first "
+        "try; retries, timeouts and fallbacks count the requests made in this run, none for "
+        "replies replayed from the cache):",
+        "",
+        "| role | episodes | served model | calls | JSON replies | parsed first try | repairs "
+        "| length retries | parse failures | retries | timeouts | fallbacks |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for role, c in roles.items():
+        asked = c["json_replies"]
+        parsed = (
+            f"{c['parsed_first_try']} of {asked} ({100 * c['parsed_first_try'] / asked:.0f} %)"
+            if asked
+            else "n/a"
+        )
+        served = ", ".join(c["served_models"]) or "n/a"
+        lines.append(
+            f"| {role} | {c['episodes']} | {served} | {c['calls']} | {asked} | {parsed} | "
+            f"{c['repairs']} | {c['length_retries']} | {c['parse_failures']} | {c['retries']} | "
+            f"{c['timeouts']} | {c['fallbacks']} |"
+        )
+    return "\n".join(lines)
+
+
 def run_problems(folder: Path) -> str | None:
     """What went wrong in a run, as one sentence (``None``: every episode was recorded without
     an LLM error): episodes that failed and were not recorded, agents given up on, and recorded
@@ -367,11 +439,13 @@ def summarize_run(folder: Path, *, plots: bool = True, echo: bool = True) -> str
         "Mean over tasks ± 95 % CI half-width (Student t over task means; seeds averaged within "
         "a task). The oracle reads the hidden task: an upper bound, not a baseline."
     )
+    llm = llm_markdown(llm_roles(rows))
+    llm_part = f"\n{llm}\n" if llm else ""
     (folder / "summary.md").write_text(
-        f"# Benchmark summary\n\n{note}\n\n{table}\n\n{errors}\n", encoding="utf-8"
+        f"# Benchmark summary\n\n{note}\n\n{table}\n\n{errors}\n{llm_part}", encoding="utf-8"
     )
     if echo:
-        print(f"\n{table}\n\n{note}\n{errors}")
+        print(f"\n{table}\n\n{note}\n{errors}" + (f"\n\n{llm}" if llm else ""))
     if plots:
         try:
             paths = plot_run(rows, folder, agents)

@@ -8,7 +8,11 @@
 #       --tasks /path/to/dolomites_examples.dev.public.jsonl --seeds 1
 #   bash agents/clarify_agents/integrations/configs/verl_qwen2.5_7b_ppo_8gpu.sh
 #
-# Run it from the clarify-gym checkout (the Ray workers import clarify_agents.integrations.verl).
+# verl 0.9.1 trains with its v1 trainer by default (trainer.use_v1=true); add trainer.use_v1=false
+# for the legacy one. Each question's reward sits on its own last token with either: the
+# agent_loop_manager_class below builds verl's own manager under v1 and ours under the legacy
+# trainer. The Ray workers import clarify_agents: install clarify-gym in verl's environment
+# (pip install "clarify-gym[verl]"), or run from the checkout.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 data=${DATA:-$HOME/data/proactive_gather}

@@ -16,11 +16,22 @@ seed from ``extra_info``, see :mod:`clarify_agents.integrations.dataset`):
    and go to 2.
 
 The output's ``reward_score`` is the episode return, which verl alone would put on the last
-token; ``extra_fields`` carry ``turn_ends`` and ``turn_rewards``, and
-:class:`ProactiveGatherAgentLoopManager` (``rollout.agent.agent_loop_manager_class``) runs
-workers that place each turn's reward on that turn's last token
-(:func:`clarify_agents.integrations.verl.rewards.place_turn_rewards`). The episode metrics
-(``env/new_info``, ..., ``eval/checklist_score``) go to ``extra_fields["episode_metrics"]``.
+token; ``extra_fields`` carry ``turn_ends`` and ``turn_rewards``, and each question's reward is
+placed on that question's last token
+(:func:`clarify_agents.integrations.verl.rewards.turn_token_rewards`) by whichever trainer runs:
+
+* verl 0.9.1's default trainer (``trainer.use_v1=true``) reads the token scores of
+  ``AgentLoopOutput.as_dict()``; the loop returns a :class:`ProactiveGatherOutput`, whose
+  ``as_dict`` writes the per-question ``rm_scores``. Nothing else to set.
+* the legacy trainer (``trainer.use_v1=false``) pads and batches the outputs in its workers:
+  :class:`ProactiveGatherAgentLoopManager` (``rollout.agent.agent_loop_manager_class``) runs
+  workers that rewrite ``rm_scores`` the same way. Under ``use_v1=true`` that manager builds
+  verl's own v1 manager instead, so the example command works with either trainer.
+
+The episode metrics (``env/new_info``, ..., ``eval/checklist_score``) go to
+``extra_fields["episode_metrics"]``. The loop stops (STOP, rewarded on the last question) as soon
+as the response is full, after a reply or after a user's answer, so every question's reward
+sits on a policy token inside ``response_length``.
 
 Envs are pooled per worker process (verl builds one AgentLoop per trajectory); env steps run in
 the event loop's executor, so the LLM env's HTTP calls do not block other trajectories.
@@ -29,6 +40,7 @@ the event loop's executor, so the LLM env's HTTP calls do not block other trajec
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import Any
 from uuid import uuid4
@@ -42,15 +54,24 @@ from verl.experimental.agent_loop.agent_loop import (
     register,
 )
 from verl.utils.profiler import simple_timer
+from verl.utils.ray_utils import auto_await
 
 from clarify_agents.integrations.dataset import AGENT_NAME, episode_settings
-from clarify_agents.integrations.verl.rewards import last_policy_token, place_turn_rewards
+from clarify_agents.integrations.verl.rewards import (
+    last_policy_token,
+    place_turn_rewards,
+    turn_token_rewards,
+)
 
 __all__ = [
     "ProactiveGatherAgentLoop",
     "ProactiveGatherAgentLoopManager",
     "ProactiveGatherAgentLoopWorker",
+    "ProactiveGatherOutput",
+    "uses_v1_trainer",
 ]
+
+logger = logging.getLogger(__name__)
 
 _POOL: dict[str, list[Any]] = {}
 _POOL_LOCK = threading.Lock()
@@ -72,6 +93,25 @@ def _take_env(env_id: str, env_kwargs: dict[str, Any]) -> tuple[str, Any]:
 def _give_env(key: str, env: Any) -> None:
     with _POOL_LOCK:
         _POOL.setdefault(key, []).append(env)
+
+
+class ProactiveGatherOutput(AgentLoopOutput):
+    """verl's ``AgentLoopOutput`` whose token scores put each question's reward on that
+    question's last token: ``as_dict()`` (what verl's v1 trainer stores and reads as
+    ``rm_scores``) holds :func:`turn_token_rewards` instead of the whole return on the last
+    token. The sum is the same."""
+
+    def as_dict(self) -> dict[str, Any]:
+        import torch
+
+        output = super().as_dict()
+        turn_ends = self.extra_fields.get("turn_ends")
+        if "rm_scores" in output and turn_ends is not None:
+            rewards = turn_token_rewards(
+                len(self.response_ids), turn_ends, self.extra_fields["turn_rewards"]
+            )
+            output["rm_scores"] = torch.tensor(rewards, dtype=torch.float32)
+        return output
 
 
 @register(AGENT_NAME)
@@ -155,12 +195,16 @@ class ProactiveGatherAgentLoop(AgentLoopBase):
                     previous, messages, tokens, mask, logprobs
                 )
                 tokens = merged.token_ids
+                if len(mask) >= self.response_length:  # the answer filled the response: STOP
+                    _, reward, _, _, info = await self._env(env.step, "STOP")
+                    turn_rewards[-1] += float(reward)  # on the last question's own last token
+                    break
         finally:
             _give_env(key, env)
 
         response_ids = tokens[len(tokens) - len(mask) :]
         limit = self.response_length
-        return AgentLoopOutput(
+        return ProactiveGatherOutput(
             prompt_ids=tokens[: len(tokens) - len(mask)],
             response_ids=response_ids[:limit],
             response_mask=mask[:limit],
@@ -194,11 +238,36 @@ class ProactiveGatherAgentLoopWorker(AgentLoopWorker):
         return output
 
 
+def uses_v1_trainer(config: Any) -> bool:
+    """Whether verl's config selects its v1 trainer (``trainer.use_v1``, true by default in
+    verl 0.9.1's ``ppo_trainer.yaml``)."""
+    trainer = config.get("trainer") if hasattr(config, "get") else None
+    return bool(trainer.get("use_v1", False)) if trainer is not None else False
+
+
 class ProactiveGatherAgentLoopManager(AgentLoopManager):
-    """verl's AgentLoopManager running :class:`ProactiveGatherAgentLoopWorker` workers."""
+    """verl's AgentLoopManager running :class:`ProactiveGatherAgentLoopWorker` workers (the
+    legacy trainer, ``trainer.use_v1=false``). Under the v1 trainer :meth:`create` builds
+    verl's own ``AgentLoopManagerTQ``: there the loop's :class:`ProactiveGatherOutput` already
+    carries the per-question token scores."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         import ray
 
         self.agent_loop_workers_class = ray.remote(ProactiveGatherAgentLoopWorker)
         super().__init__(*args, **kwargs)
+
+    @classmethod
+    @auto_await
+    async def create(cls, *args: Any, **kwargs: Any) -> Any:
+        """The manager for the trainer the config selects (as verl's ``create``)."""
+        config = kwargs["config"] if "config" in kwargs else args[0]
+        if uses_v1_trainer(config):
+            from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ
+
+            logger.info("trainer.use_v1: verl's AgentLoopManagerTQ, per-question scores")
+            instance: AgentLoopManager = AgentLoopManagerTQ(*args, **kwargs)
+        else:
+            instance = cls(*args, **kwargs)
+        await instance._init_agent_loop_workers()
+        return instance
